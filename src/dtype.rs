@@ -1,0 +1,186 @@
+//! Element types and the buffers that hold them.
+
+use std::fmt::Debug;
+use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
+
+/// The element type of a tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum DType {
+    /// IEEE float32, the training type.
+    F32 = 0,
+    /// IEEE float64, for gradient checks and precise work.
+    F64 = 1,
+    /// int64, for class indices and gather/index_select indices.
+    I64 = 2,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F64 | DType::I64 => 8,
+        }
+    }
+    /// PyTorch's / safetensors' name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "float32",
+            DType::F64 => "float64",
+            DType::I64 => "int64",
+        }
+    }
+}
+
+/// A tensor's storage (internal; public only because [`Float`] names it).
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Buf {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+}
+
+impl Buf {
+    pub(crate) fn dtype(&self) -> DType {
+        match self {
+            Buf::F32(_) => DType::F32,
+            Buf::F64(_) => DType::F64,
+            Buf::I64(_) => DType::I64,
+        }
+    }
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Buf::F32(v) => v.len(),
+            Buf::F64(v) => v.len(),
+            Buf::I64(v) => v.len(),
+        }
+    }
+    pub(crate) fn bytes(&self) -> usize {
+        self.len() * self.dtype().size()
+    }
+    /// Each element as f64 (for printing, DOT labels and checks).
+    pub(crate) fn get_f64(&self, i: usize) -> f64 {
+        match self {
+            Buf::F32(v) => v[i] as f64,
+            Buf::F64(v) => v[i],
+            Buf::I64(v) => v[i] as f64,
+        }
+    }
+}
+
+/// A floating-point element type: the kernels are generic over it.
+pub trait Float:
+    crate::graph::Pooled
+    + Copy
+    + Default
+    + PartialOrd
+    + Debug
+    + Send
+    + Sync
+    + 'static
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+{
+    /// The dtype tag.
+    const DTYPE: DType;
+    /// Zero.
+    const ZERO: Self;
+    /// One.
+    const ONE: Self;
+    /// Converts from f64 (rounding).
+    fn from_f64(v: f64) -> Self;
+    /// Converts to f64.
+    fn to_f64(self) -> f64;
+    /// e^x.
+    fn exp(self) -> Self;
+    /// Natural logarithm.
+    fn ln(self) -> Self;
+    /// ln(1 + x).
+    fn ln_1p(self) -> Self;
+    /// Square root.
+    fn sqrt(self) -> Self;
+    /// Absolute value.
+    fn abs(self) -> Self;
+    /// Hyperbolic tangent.
+    fn tanh(self) -> Self;
+    /// x^p.
+    fn powf(self, p: Self) -> Self;
+    /// The error function.
+    fn erf(self) -> Self;
+    /// The larger (NaN-propagating like PyTorch's max).
+    fn max(self, o: Self) -> Self;
+    /// Whether the value is NaN or infinite.
+    fn is_finite(self) -> bool;
+    #[doc(hidden)]
+    fn slice(b: &Buf) -> Option<&[Self]>;
+    #[doc(hidden)]
+    fn slice_mut(b: &mut Buf) -> Option<&mut Vec<Self>>;
+    #[doc(hidden)]
+    fn wrap(v: Vec<Self>) -> Buf;
+    #[doc(hidden)]
+    fn unwrap(b: Buf) -> Option<Vec<Self>>;
+    /// C = alpha·A·B + beta·C with arbitrary strides (in elements).
+    #[allow(clippy::too_many_arguments)]
+    #[doc(hidden)]
+    fn gemm(
+        m: usize, k: usize, n: usize, alpha: Self,
+        a: &[Self], rsa: isize, csa: isize,
+        b: &[Self], rsb: isize, csb: isize,
+        beta: Self, c: &mut [Self], rsc: isize, csc: isize,
+    );
+}
+
+macro_rules! impl_float {
+    ($t:ty, $variant:ident, $gemm:path, $erf:path) => {
+        impl Float for $t {
+            const DTYPE: DType = DType::$variant;
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            #[inline(always)]
+            fn from_f64(v: f64) -> Self { v as $t }
+            #[inline(always)]
+            fn to_f64(self) -> f64 { self as f64 }
+            #[inline(always)]
+            fn exp(self) -> Self { <$t>::exp(self) }
+            #[inline(always)]
+            fn ln(self) -> Self { <$t>::ln(self) }
+            #[inline(always)]
+            fn ln_1p(self) -> Self { <$t>::ln_1p(self) }
+            #[inline(always)]
+            fn sqrt(self) -> Self { <$t>::sqrt(self) }
+            #[inline(always)]
+            fn abs(self) -> Self { <$t>::abs(self) }
+            #[inline(always)]
+            fn tanh(self) -> Self { <$t>::tanh(self) }
+            #[inline(always)]
+            fn powf(self, p: Self) -> Self { <$t>::powf(self, p) }
+            #[inline(always)]
+            fn erf(self) -> Self { $erf(self) }
+            #[inline(always)]
+            fn max(self, o: Self) -> Self { if self.is_nan() || self > o { self } else { o } }
+            #[inline(always)]
+            fn is_finite(self) -> bool { <$t>::is_finite(self) }
+            fn slice(b: &Buf) -> Option<&[Self]> { if let Buf::$variant(v) = b { Some(v) } else { None } }
+            fn slice_mut(b: &mut Buf) -> Option<&mut Vec<Self>> { if let Buf::$variant(v) = b { Some(v) } else { None } }
+            fn wrap(v: Vec<Self>) -> Buf { Buf::$variant(v) }
+            fn unwrap(b: Buf) -> Option<Vec<Self>> { if let Buf::$variant(v) = b { Some(v) } else { None } }
+            fn gemm(
+                m: usize, k: usize, n: usize, alpha: Self,
+                a: &[Self], rsa: isize, csa: isize,
+                b: &[Self], rsb: isize, csb: isize,
+                beta: Self, c: &mut [Self], rsc: isize, csc: isize,
+            ) {
+                $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+            }
+        }
+    };
+}
+
+impl_float!(f32, F32, crate::kernels::gemm::sgemm, crate::kernels::math::erf_f32);
+impl_float!(f64, F64, crate::kernels::gemm::dgemm, crate::kernels::math::erf_f64);

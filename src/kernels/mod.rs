@@ -1,0 +1,4 @@
+//! Numerical kernels. `unsafe` lives here and in `ffi`, nowhere else.
+
+pub mod gemm;
+pub mod math;

@@ -1,0 +1,38 @@
+//! # backprop
+//!
+//! A neural-network training runtime with PyTorch's autograd semantics, for C, C++, Go and Rust programs
+//! that train models in-process. Tensors live in a [`Graph`] arena and are named by small [`Tensor`]
+//! handles; ops record nodes; [`Graph::backward`] and [`Graph::grad_of`] differentiate; [`Graph::reset`]
+//! drops a training step's intermediates at once.
+//!
+//! ```
+//! use bp::{Graph, DType};
+//! let mut g = Graph::new();
+//! let x = g.full(&[], 1.0, DType::F64).unwrap();
+//! g.set_requires_grad(x, true).unwrap();
+//! let y = g.pow(x, 3.0).unwrap();
+//! let dy = g.grad_of(&[y], &[x], &[], false, true).unwrap()[0];
+//! assert_eq!(g.item(dy).unwrap(), 3.0);
+//! let d2y = g.grad_of(&[dy], &[x], &[], false, false).unwrap()[0];
+//! assert_eq!(g.item(d2y).unwrap(), 6.0);
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod autograd;
+pub mod dot;
+pub mod dtype;
+pub mod error;
+pub mod graph;
+pub mod kernels;
+pub mod ops;
+pub mod rng;
+pub mod shape;
+
+pub use dtype::{DType, Float};
+pub use error::{Error, ErrorKind, Result};
+pub use graph::{Graph, Tensor};
+pub use ops::loss::CrossEntropyOptions;
+pub use ops::{Binary, OpKind, ReduceKind, Reduction, Unary};
+pub use rng::Generator;
+pub use shape::Shape;

@@ -1,0 +1,179 @@
+//! Matrix products: matmul (2-D and batched, with transpose flags so that backward reads transposed
+//! operands through strides instead of copies) and linear (x·Wᵀ + b, fused).
+
+use super::elementwise::float_dispatch;
+use super::Op;
+use crate::dtype::Float;
+use crate::error::{bail, Result};
+use crate::graph::{Graph, Tensor};
+use crate::shape::Shape;
+
+/// The geometry of one operand: stored [.., rows, cols], read transposed or not.
+#[derive(Clone, Copy)]
+struct Operand {
+    batch: usize,
+    rows: usize,
+    cols: usize,
+    t: bool,
+}
+
+impl Operand {
+    fn of(s: &Shape, t: bool) -> Result<Operand> {
+        let r = s.rank();
+        if r < 2 {
+            bail!(ShapeMismatch, "matmul needs operands of rank 2 or more, got {:?} (reshape a vector to a matrix)", s);
+        }
+        Ok(Operand { batch: s.dims()[..r - 2].iter().product(), rows: s.dim(r - 2), cols: s.dim(r - 1), t })
+    }
+    /// (rows, cols) of the operand as read.
+    fn logical(&self) -> (usize, usize) {
+        if self.t { (self.cols, self.rows) } else { (self.rows, self.cols) }
+    }
+    /// (row stride, col stride) of the operand as read.
+    fn strides(&self) -> (isize, isize) {
+        if self.t { (1, self.cols as isize) } else { (self.cols as isize, 1) }
+    }
+    fn size(&self) -> usize {
+        self.rows * self.cols
+    }
+}
+
+impl Graph {
+    /// The matrix product; batched over leading dimensions, which must match or be absent on one side.
+    pub fn matmul(&mut self, a: Tensor, b: Tensor) -> Result<Tensor> {
+        self.matmul_t(a, b, false, false)
+    }
+
+    /// op(a)·op(b), where op transposes the last two dimensions when its flag is set.
+    pub fn matmul_t(&mut self, a: Tensor, b: Tensor, ta: bool, tb: bool) -> Result<Tensor> {
+        let (sa, sb) = (self.shape(a)?, self.shape(b)?);
+        let (oa, ob) = (Operand::of(&sa, ta)?, Operand::of(&sb, tb)?);
+        let ((m, k), (k2, n)) = (oa.logical(), ob.logical());
+        if k != k2 {
+            bail!(ShapeMismatch, "matmul: {:?}{} and {:?}{} do not chain ({} vs {})", sa, if ta { "ᵀ" } else { "" }, sb, if tb { "ᵀ" } else { "" }, k, k2);
+        }
+        let lead = if oa.batch >= ob.batch && sa.rank() >= sb.rank() { &sa } else { &sb };
+        if oa.batch != ob.batch && oa.batch != 1 && ob.batch != 1 || (sa.rank() > 2 && sb.rank() > 2 && sa.dims()[..sa.rank() - 2] != sb.dims()[..sb.rank() - 2]) {
+            bail!(ShapeMismatch, "matmul: batch dimensions of {:?} and {:?} differ", sa, sb);
+        }
+        if self.dtype(a)? != self.dtype(b)? {
+            bail!(DType, "matmul: operands of different dtypes");
+        }
+        let mut out_dims: Vec<usize> = lead.dims()[..lead.rank() - 2].to_vec();
+        out_dims.extend_from_slice(&[m, n]);
+        let out_shape = Shape::new(&out_dims)?;
+        let batch = oa.batch.max(ob.batch);
+        float_dispatch!(self.dtype(a)?, T => {
+            let mut out = self.alloc::<T>(out_shape.numel())?;
+            let (xa, xb) = (self.data::<T>(a)?, self.data::<T>(b)?);
+            let ((rsa, csa), (rsb, csb)) = (oa.strides(), ob.strides());
+            if !ta && ob.batch == 1 && batch > 1 {
+                // Rows of every batch of A against one B: a single tall product.
+                T::gemm(batch * m, k, n, T::ONE, xa, rsa, csa, xb, rsb, csb, T::ZERO, &mut out, n as isize, 1);
+            } else {
+                for bi in 0..batch {
+                    let pa = if oa.batch == 1 { 0 } else { bi * oa.size() };
+                    let pb = if ob.batch == 1 { 0 } else { bi * ob.size() };
+                    T::gemm(m, k, n, T::ONE, &xa[pa..pa + oa.size()], rsa, csa, &xb[pb..pb + ob.size()], rsb, csb,
+                        T::ZERO, &mut out[bi * m * n..(bi + 1) * m * n], n as isize, 1);
+                }
+            }
+            self.record(Op::Matmul { a, b, ta, tb }, out_shape, T::wrap(out))
+        })
+    }
+
+    pub(crate) fn matmul_backward(&mut self, a: Tensor, b: Tensor, ta: bool, tb: bool, g: Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let da = if needs[0] {
+            let d = if ta { self.matmul_t(b, g, tb, true)? } else { self.matmul_t(g, b, false, !tb)? };
+            let dims = self.dims(a)?;
+            Some(self.sum_to_batch(d, &dims)?)
+        } else {
+            None
+        };
+        let db = if needs[1] {
+            let d = if tb { self.matmul_t(g, a, true, ta)? } else { self.matmul_t(a, g, !ta, false)? };
+            let dims = self.dims(b)?;
+            Some(self.sum_to_batch(d, &dims)?)
+        } else {
+            None
+        };
+        Ok(vec![da, db])
+    }
+
+    /// Sums a batched gradient over the batch dimensions its operand did not have.
+    fn sum_to_batch(&mut self, d: Tensor, dims: &[usize]) -> Result<Tensor> {
+        if self.shape(d)?.dims() == dims {
+            return Ok(d);
+        }
+        self.sum_to(d, dims)
+    }
+
+    /// x·Wᵀ + b for x of shape [.., in], W [out, in], b [out] (optional), in one fused pass.
+    pub fn linear(&mut self, x: Tensor, w: Tensor, b: Option<Tensor>) -> Result<Tensor> {
+        let (sx, sw) = (self.shape(x)?, self.shape(w)?);
+        if sx.rank() < 2 {
+            bail!(ShapeMismatch, "linear: the input must have rank 2 or more, got {:?} (reshape [in] to [1, in])", sx);
+        }
+        if sw.rank() != 2 || sx.dim(sx.rank() - 1) != sw.dim(1) {
+            bail!(ShapeMismatch, "linear: input {:?} does not fit weight {:?} (expected [.., {}])", sx, sw, sw.dims().get(1).copied().unwrap_or(0));
+        }
+        let (nout, nin) = (sw.dim(0), sw.dim(1));
+        if let Some(b) = b {
+            if self.shape(b)?.dims() != [nout] {
+                bail!(ShapeMismatch, "linear: bias shape {:?} should be [{}]", self.shape(b)?, nout);
+            }
+            if self.dtype(b)? != self.dtype(w)? {
+                bail!(DType, "linear: bias and weight dtypes differ");
+            }
+        }
+        if self.dtype(x)? != self.dtype(w)? {
+            bail!(DType, "linear: input and weight dtypes differ");
+        }
+        let rows: usize = sx.dims()[..sx.rank() - 1].iter().product();
+        let out_shape = sx.with_dim(sx.rank() - 1, nout);
+        float_dispatch!(self.dtype(x)?, T => {
+            let mut out = self.alloc::<T>(out_shape.numel())?;
+            let beta = match b {
+                Some(b) => {
+                    let bv = self.data::<T>(b)?;
+                    for row in out.chunks_exact_mut(nout.max(1)) {
+                        row.copy_from_slice(&bv[..row.len()]);
+                    }
+                    T::ONE
+                }
+                None => T::ZERO,
+            };
+            let (xv, wv) = (self.data::<T>(x)?, self.data::<T>(w)?);
+            T::gemm(rows, nin, nout, T::ONE, xv, nin as isize, 1, wv, 1, nin as isize, beta, &mut out, nout as isize, 1);
+            self.record(Op::Linear { x, w, b }, out_shape, T::wrap(out))
+        })
+    }
+
+    pub(crate) fn linear_backward(&mut self, x: Tensor, w: Tensor, b: Option<Tensor>, g: Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let gx = if needs[0] { Some(self.matmul_t(g, w, false, false)?) } else { None };
+        let gw = if needs[1] {
+            let (sx, sg) = (self.shape(x)?, self.shape(g)?);
+            Some(if sx.rank() == 2 {
+                self.matmul_t(g, x, true, false)?
+            } else {
+                let (nin, nout) = (sx.dim(sx.rank() - 1), sg.dim(sg.rank() - 1));
+                let rows: usize = sx.dims()[..sx.rank() - 1].iter().product();
+                let g2 = self.reshape(g, &[rows, nout])?;
+                let x2 = self.reshape(x, &[rows, nin])?;
+                self.matmul_t(g2, x2, true, false)?
+            })
+        } else {
+            None
+        };
+        let mut out = vec![gx, gw];
+        if let Some(b) = b {
+            out.push(if needs[2] {
+                let dims = self.dims(b)?;
+                Some(self.sum_to(g, &dims)?)
+            } else {
+                None
+            });
+        }
+        Ok(out)
+    }
+}

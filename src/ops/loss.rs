@@ -1,0 +1,288 @@
+//! Fused losses: mse_loss, cross_entropy (class indices, label smoothing, ignore_index) and
+//! binary_cross_entropy_with_logits.
+
+use super::elementwise::float_dispatch;
+use super::Op;
+use crate::dtype::Float;
+use crate::error::{bail, Result};
+use crate::graph::{Graph, Tensor};
+use crate::shape::Shape;
+
+/// How a loss reduces its per-element values, as PyTorch's `reduction=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Reduction {
+    /// One value per element (or per sample).
+    None = 0,
+    /// The mean (over non-ignored samples for cross-entropy).
+    Mean = 1,
+    /// The sum.
+    Sum = 2,
+}
+
+impl Reduction {
+    /// From the C ABI's integer.
+    pub fn from_i32(v: i32) -> Result<Reduction> {
+        Ok(match v {
+            0 => Reduction::None,
+            1 => Reduction::Mean,
+            2 => Reduction::Sum,
+            _ => bail!(InvalidArgument, "reduction must be 0 (none), 1 (mean) or 2 (sum), got {}", v),
+        })
+    }
+}
+
+/// Options of [`Graph::cross_entropy_with`], PyTorch's defaults by [`Default`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CrossEntropyOptions {
+    /// How to reduce.
+    pub reduction: Reduction,
+    /// Mixes the one-hot target with the uniform distribution (0 = none).
+    pub label_smoothing: f64,
+    /// Samples with this target contribute nothing (PyTorch's default is -100).
+    pub ignore_index: i64,
+}
+
+impl Default for CrossEntropyOptions {
+    fn default() -> Self {
+        CrossEntropyOptions { reduction: Reduction::Mean, label_smoothing: 0.0, ignore_index: -100 }
+    }
+}
+
+fn reduced_shape(shape: &Shape, reduction: Reduction) -> Shape {
+    match reduction {
+        Reduction::None => *shape,
+        Reduction::Mean | Reduction::Sum => Shape::scalar(),
+    }
+}
+
+impl Graph {
+    /// The upstream gradient spread over `dims` with the reduction's scale: what every per-element
+    /// derivative gets multiplied by.
+    fn loss_scale(&mut self, g: Tensor, dims: &[usize], reduction: Reduction) -> Result<Tensor> {
+        match reduction {
+            Reduction::None => Ok(g),
+            Reduction::Sum => self.expand(g, dims),
+            Reduction::Mean => {
+                let e = self.expand(g, dims)?;
+                let n: usize = dims.iter().product();
+                self.mul_scalar(e, 1.0 / n.max(1) as f64)
+            }
+        }
+    }
+
+    /// Mean squared error between two tensors of the same shape.
+    pub fn mse_loss(&mut self, a: Tensor, b: Tensor, reduction: Reduction) -> Result<Tensor> {
+        let (sa, sb) = (self.shape(a)?, self.shape(b)?);
+        if sa != sb {
+            bail!(ShapeMismatch, "mse_loss: input {:?} and target {:?} differ (broadcast them explicitly)", sa, sb);
+        }
+        if self.dtype(a)? != self.dtype(b)? {
+            bail!(DType, "mse_loss: input and target dtypes differ");
+        }
+        let out_shape = reduced_shape(&sa, reduction);
+        float_dispatch!(self.dtype(a)?, T => {
+            let mut out = self.alloc::<T>(out_shape.numel())?;
+            let (x, y) = (self.data::<T>(a)?, self.data::<T>(b)?);
+            match reduction {
+                Reduction::None => out.iter_mut().zip(x.iter().zip(y)).for_each(|(o, (&p, &q))| *o = (p - q) * (p - q)),
+                Reduction::Mean | Reduction::Sum => {
+                    let mut s = 0.0f64;
+                    for (&p, &q) in x.iter().zip(y) {
+                        let d = (p - q).to_f64();
+                        s += d * d;
+                    }
+                    if reduction == Reduction::Mean {
+                        s /= x.len() as f64;
+                    }
+                    out[0] = T::from_f64(s);
+                }
+            }
+            self.record(Op::MseLoss { a, b, reduction }, out_shape, T::wrap(out))
+        })
+    }
+
+    pub(crate) fn mse_backward(&mut self, a: Tensor, b: Tensor, reduction: Reduction, g: Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let dims = self.dims(a)?;
+        let s = self.loss_scale(g, &dims, reduction)?;
+        let d = self.sub(a, b)?;
+        let d = self.mul_scalar(d, 2.0)?;
+        let da = self.mul(d, s)?;
+        let db = if needs[1] { Some(self.neg(da)?) } else { None };
+        Ok(vec![if needs[0] { Some(da) } else { None }, db])
+    }
+
+    /// Cross-entropy of logits [N, C] against int64 class indices [N], mean over samples.
+    pub fn cross_entropy(&mut self, logits: Tensor, target: Tensor) -> Result<Tensor> {
+        self.cross_entropy_with(logits, target, CrossEntropyOptions::default())
+    }
+
+    /// Cross-entropy with PyTorch's options: reduction, label smoothing and ignore_index. The
+    /// log-softmax is fused in: logits never go through a separate softmax.
+    pub fn cross_entropy_with(&mut self, logits: Tensor, target: Tensor, opt: CrossEntropyOptions) -> Result<Tensor> {
+        let (sl, st) = (self.shape(logits)?, self.shape(target)?);
+        if sl.rank() != 2 || st.dims() != [sl.dim(0)] {
+            bail!(ShapeMismatch, "cross_entropy: logits must be [N, C] and targets [N], got {:?} and {:?}", sl, st);
+        }
+        if !(0.0..=1.0).contains(&opt.label_smoothing) {
+            bail!(InvalidArgument, "cross_entropy: label_smoothing must lie in [0, 1], got {}", opt.label_smoothing);
+        }
+        let (n, c) = (sl.dim(0), sl.dim(1));
+        let tv = self.data_i64(target)?;
+        if let Some(&bad) = tv.iter().find(|&&t| t != opt.ignore_index && (t < 0 || t as usize >= c)) {
+            bail!(InvalidArgument, "cross_entropy: target {} is out of range for {} classes", bad, c);
+        }
+        let out_shape = reduced_shape(&st, opt.reduction);
+        let eps = opt.label_smoothing;
+        float_dispatch!(self.dtype(logits)?, T => {
+            let mut out = self.alloc::<T>(out_shape.numel())?;
+            let (x, tv) = (self.data::<T>(logits)?, self.data_i64(target)?);
+            let mut total = 0.0f64;
+            let mut count = 0usize;
+            for i in 0..n {
+                let row = &x[i * c..(i + 1) * c];
+                let t = tv[i];
+                let loss = if t == opt.ignore_index {
+                    0.0
+                } else {
+                    count += 1;
+                    let m = row.iter().fold(T::from_f64(f64::NEG_INFINITY), |m, &v| m.max(v)).to_f64();
+                    let s: f64 = row.iter().map(|&v| (v.to_f64() - m).exp()).sum();
+                    let lse = m + s.ln();
+                    let mut l = (1.0 - eps) * (lse - row[t as usize].to_f64());
+                    if eps > 0.0 {
+                        let mean_logp: f64 = row.iter().map(|&v| v.to_f64() - lse).sum::<f64>() / c as f64;
+                        l -= eps * mean_logp;
+                    }
+                    l
+                };
+                if opt.reduction == Reduction::None {
+                    out[i] = T::from_f64(loss);
+                }
+                total += loss;
+            }
+            match opt.reduction {
+                Reduction::None => {}
+                Reduction::Sum => out[0] = T::from_f64(total),
+                Reduction::Mean => out[0] = T::from_f64(total / count as f64),
+            }
+            self.record(
+                Op::CrossEntropy { logits, target, reduction: opt.reduction, label_smoothing: eps, ignore_index: opt.ignore_index },
+                out_shape,
+                T::wrap(out),
+            )
+        })
+    }
+
+    /// d cross_entropy / d logits = w_i · (softmax − (1−ε)·onehot − ε/C), recorded as its own op.
+    pub(crate) fn cross_entropy_backward(&mut self, g: Tensor, logits: Tensor, target: Tensor, reduction: Reduction, eps: f64, ignore_index: i64) -> Result<Tensor> {
+        let sl = self.shape(logits)?;
+        let (n, c) = (sl.dim(0), sl.dim(1));
+        float_dispatch!(self.dtype(logits)?, T => {
+            let mut out = self.alloc::<T>(n * c)?;
+            let (x, tv, gv) = (self.data::<T>(logits)?, self.data_i64(target)?, self.data::<T>(g)?);
+            let count = tv.iter().filter(|&&t| t != ignore_index).count();
+            for i in 0..n {
+                let row = &x[i * c..(i + 1) * c];
+                let o = &mut out[i * c..(i + 1) * c];
+                let t = tv[i];
+                let w = match reduction {
+                    _ if t == ignore_index => 0.0,
+                    Reduction::None => gv[i].to_f64(),
+                    Reduction::Sum => gv[0].to_f64(),
+                    Reduction::Mean => gv[0].to_f64() / count as f64,
+                };
+                if w == 0.0 {
+                    o.iter_mut().for_each(|v| *v = T::ZERO);
+                    continue;
+                }
+                let m = row.iter().fold(T::from_f64(f64::NEG_INFINITY), |m, &v| m.max(v));
+                let mut s = T::ZERO;
+                for (ov, &v) in o.iter_mut().zip(row) {
+                    *ov = (v - m).exp();
+                    s += *ov;
+                }
+                let (inv, off) = (T::ONE / s, T::from_f64(eps / c as f64));
+                let wt = T::from_f64(w);
+                for ov in o.iter_mut() {
+                    *ov = (*ov * inv - off) * wt;
+                }
+                o[t as usize] = o[t as usize] - T::from_f64((1.0 - eps) * w);
+            }
+            self.record(
+                Op::CrossEntropyBackward { grad: g, logits, target, reduction, label_smoothing: eps, ignore_index },
+                sl,
+                T::wrap(out),
+            )
+        })
+    }
+
+    /// Binary cross-entropy on logits (a fused, stable sigmoid + BCE) against targets of the same shape.
+    pub fn binary_cross_entropy_with_logits(&mut self, x: Tensor, target: Tensor, reduction: Reduction) -> Result<Tensor> {
+        let (sx, st) = (self.shape(x)?, self.shape(target)?);
+        if sx != st {
+            bail!(ShapeMismatch, "binary_cross_entropy_with_logits: input {:?} and target {:?} differ", sx, st);
+        }
+        if self.dtype(x)? != self.dtype(target)? {
+            bail!(DType, "binary_cross_entropy_with_logits: input and target dtypes differ");
+        }
+        let out_shape = reduced_shape(&sx, reduction);
+        float_dispatch!(self.dtype(x)?, T => {
+            let mut out = self.alloc::<T>(out_shape.numel())?;
+            let (xv, tv) = (self.data::<T>(x)?, self.data::<T>(target)?);
+            let per = |v: T, t: T| -> f64 {
+                let (v, t) = (v.to_f64(), t.to_f64());
+                v.max(0.0) - v * t + (-v.abs()).exp().ln_1p()
+            };
+            match reduction {
+                Reduction::None => out.iter_mut().zip(xv.iter().zip(tv)).for_each(|(o, (&v, &t))| *o = T::from_f64(per(v, t))),
+                Reduction::Mean | Reduction::Sum => {
+                    let s: f64 = xv.iter().zip(tv).map(|(&v, &t)| per(v, t)).sum();
+                    out[0] = T::from_f64(if reduction == Reduction::Mean { s / xv.len() as f64 } else { s });
+                }
+            }
+            self.record(Op::BceWithLogits { x, target, reduction }, out_shape, T::wrap(out))
+        })
+    }
+
+    pub(crate) fn bce_backward(&mut self, x: Tensor, target: Tensor, reduction: Reduction, g: Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let dims = self.dims(x)?;
+        let s = self.loss_scale(g, &dims, reduction)?;
+        let dx = if needs[0] {
+            let p = self.sigmoid(x)?;
+            let d = self.sub(p, target)?;
+            Some(self.mul(d, s)?)
+        } else {
+            None
+        };
+        let dt = if needs[1] {
+            let d = self.neg(x)?;
+            Some(self.mul(d, s)?)
+        } else {
+            None
+        };
+        Ok(vec![dx, dt])
+    }
+
+    /// Dropout: in training, zeroes each element with probability `p` (from the graph's seeded generator)
+    /// and scales the rest by 1/(1−p); returns `x` itself when `training` is false or `p` is 0.
+    pub fn dropout(&mut self, x: Tensor, p: f64, training: bool) -> Result<Tensor> {
+        if !(0.0..=1.0).contains(&p) {
+            bail!(InvalidArgument, "dropout probability must lie in [0, 1], got {}", p);
+        }
+        if !training || p == 0.0 {
+            return Ok(x);
+        }
+        let dims = self.dims(x)?;
+        let dt = self.dtype(x)?;
+        let mask = self.rand(&dims, 0.0, 1.0, dt)?;
+        let scale = if p == 1.0 { 0.0 } else { 1.0 / (1.0 - p) };
+        float_dispatch!(dt, T => {
+            let (pt, st) = (T::from_f64(p), T::from_f64(scale));
+            for v in self.data_mut::<T>(mask)?.iter_mut() {
+                *v = if *v < pt { T::ZERO } else { st };
+            }
+        });
+        self.mul(x, mask)
+    }
+}
