@@ -12,6 +12,11 @@ fn check_view(len: usize, rows: usize, cols: usize, rs: isize, cs: isize) {
     assert!(last < len, "gemm: a {rows}x{cols} view with strides ({rs},{cs}) overruns a buffer of {len}");
 }
 
+/// The name of the sgemm kernel this machine runs.
+pub fn kernel_name() -> &'static str {
+    "matrixmultiply"
+}
+
 macro_rules! gemm_fn {
     ($name:ident, $t:ty, $mm:path) => {
         /// C = alpha·A·B + beta·C, A m×k, B k×n, C m×n, strides in elements.
