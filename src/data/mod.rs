@@ -4,4 +4,4 @@ mod dataset;
 mod loader;
 
 pub use dataset::Dataset;
-pub use loader::DataLoader;
+pub use loader::{randperm, DataLoader};

@@ -3,7 +3,8 @@
 
 Run with a Python that has torch, numpy and safetensors:
     python3 tests/data/toolkit/gen_toolkit_ref.py
-It rewrites optim_ref.safetensors and nn_ref.safetensors beside this script. The Rust tests read only
+It rewrites optim_ref.safetensors, nn_ref.safetensors and torch_mlp.safetensors (a state_dict saved by
+safetensors.torch) beside this script. The Rust tests read only
 those committed files; they never need PyTorch.
 """
 import os
@@ -129,5 +130,13 @@ ref["layer_norm.y"], ref["layer_norm.x.grad"], ref["layer_norm.weight.grad"] = f
 torch.manual_seed(5)
 emb = nn.Embedding(7, 3)
 ref["embedding.init"] = f32(emb.weight)
+# A state_dict written by PyTorch itself, and what that model computes.
+from safetensors.torch import save_file as torch_save_file
+mt = make_model()
+with torch.no_grad():
+    mt[0].weight.mul_(2.0)  # differs from every other model here
+torch_save_file(mt.state_dict(), os.path.join(here, "torch_mlp.safetensors"))
+ref["torch_mlp.x"], ref["torch_mlp.out"] = f32(X), f32(mt(X))
+
 save_file(ref, os.path.join(here, "nn_ref.safetensors"), metadata={"torch": torch.__version__})
 print("wrote optim_ref.safetensors and nn_ref.safetensors")
