@@ -109,7 +109,7 @@ impl Graph {
         self.sum_to(d, dims)
     }
 
-    /// x·Wᵀ + b for x of shape [.., in], W [out, in], b [out] (optional), in one fused pass.
+    /// x·Wᵀ + b for x of shape `[.., in]`, W `[out, in]`, b `[out]` (optional), in one fused pass.
     pub fn linear(&mut self, x: Tensor, w: Tensor, b: Option<Tensor>) -> Result<Tensor> {
         let (sx, sw) = (self.shape(x)?, self.shape(w)?);
         if sx.rank() < 2 {
