@@ -8,10 +8,24 @@ use bp::optim::{Adam, AdamConfig, LrSchedule, Optimizer, Schedule, Sgd, SgdConfi
 use bp::{ErrorKind, Graph};
 use std::path::{Path, PathBuf};
 
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bp-checkpoint-{}-{}", std::process::id(), name));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("state.safetensors")
+/// A fresh directory for one test, removed when the test ends.
+struct TmpDir(PathBuf);
+
+impl TmpDir {
+    fn new(name: &str) -> TmpDir {
+        let dir = std::env::temp_dir().join(format!("bp-checkpoint-{}-{}", std::process::id(), name));
+        std::fs::create_dir_all(&dir).unwrap();
+        TmpDir(dir)
+    }
+    fn file(&self) -> PathBuf {
+        self.0.join("state.safetensors")
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn data() -> Dataset {
@@ -84,7 +98,8 @@ fn resuming_mid_epoch_is_bit_identical_to_never_stopping() {
     let mut straight = setup(1);
     let all = train(&mut straight, &d, 40);
 
-    let path = tmp("resume");
+    let dir = TmpDir::new("resume");
+    let path = dir.file();
     let mut first = setup(1);
     let head = train(&mut first, &d, 17); // 2 epochs of 7 batches, then 3 into the third
     save(&first, &path);
@@ -104,7 +119,8 @@ fn checkpoint_names_follow_the_state_dict_and_the_documented_layout() {
     let d = data();
     let mut r = setup(2);
     train(&mut r, &d, 3);
-    let path = tmp("layout");
+    let dir = TmpDir::new("layout");
+    let path = dir.file();
     save(&r, &path);
     let st = SafeTensors::read(&path).unwrap();
     let names: Vec<&str> = st.tensors.iter().map(|(n, _)| n.as_str()).collect();
@@ -122,8 +138,11 @@ fn checkpoint_names_follow_the_state_dict_and_the_documented_layout() {
     assert_eq!(st.tensors.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["0.weight", "0.bias", "3.weight", "3.bias"]);
 }
 
-/// Everything a failed load must leave alone.
-fn snapshot(r: &Run) -> (Vec<Vec<f32>>, Vec<Vec<Vec<f32>>>, u64, u64, Vec<usize>) {
+/// Everything a failed load must leave alone: parameters, optimizer buffers and step, schedule
+/// position, loader order.
+type Snapshot = (Vec<Vec<f32>>, Vec<Vec<Vec<f32>>>, u64, u64, Vec<usize>);
+
+fn snapshot(r: &Run) -> Snapshot {
     let bufs = r.opt.state().slots.iter().map(|s| s.buffers.clone()).collect();
     (params(r), bufs, r.opt.state().slots[0].step, r.sched.last_epoch, r.loader.position().0.to_vec())
 }
@@ -133,7 +152,8 @@ fn truncated_or_corrupt_files_are_format_errors_that_leave_everything_untouched(
     let d = data();
     let mut src = setup(3);
     train(&mut src, &d, 9);
-    let path = tmp("corrupt");
+    let dir = TmpDir::new("corrupt");
+    let path = dir.file();
     save(&src, &path);
     let good = std::fs::read(&path).unwrap();
 
@@ -167,7 +187,8 @@ fn a_checkpoint_of_another_model_or_optimizer_is_rejected_untouched() {
     let d = data();
     let mut src = setup(5);
     train(&mut src, &d, 3);
-    let path = tmp("mismatch");
+    let dir = TmpDir::new("mismatch");
+    let path = dir.file();
     save(&src, &path);
 
     // Another architecture: 6→9 instead of 6→8.
@@ -199,7 +220,8 @@ fn a_checkpoint_of_another_model_or_optimizer_is_rejected_untouched() {
 #[test]
 fn writes_are_atomic_and_leave_no_temporary_file() {
     let r = setup(7);
-    let path = tmp("atomic");
+    let dir = TmpDir::new("atomic");
+    let path = dir.file();
     std::fs::write(&path, b"old contents").unwrap();
     save(&r, &path);
     let entries: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -224,7 +246,8 @@ fn a_state_dict_saved_by_pytorch_loads_and_computes_what_pytorch_computed() {
         assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{} vs {}", a, b);
     }
     // Strict: a tensor the model does not have is an error.
-    let path = tmp("strict");
+    let dir = TmpDir::new("strict");
+    let path = dir.file();
     let mut st = SafeTensors::read(&dir.join("torch_mlp.safetensors")).unwrap();
     st.insert("extra", StTensor::from_f32(&[1], &[0.0])).unwrap();
     st.write(&path).unwrap();

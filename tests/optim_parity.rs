@@ -5,6 +5,7 @@
 //!   they differ from PyTorch's in the last bits and the difference carries on;
 //! - replay: PyTorch's own gradients of each step are fed to our optimizer, which isolates the update
 //!   rule (what remains is rounding: PyTorch's vectorised kernels fuse some multiply-adds).
+//!
 //! The criterion, after every step and for every parameter tensor: max |ours − torch| ≤ 1e-6 · max |torch|,
 //! relative error measured against the tensor's scale (an element that an update brings near zero
 //! loses its relative precision to cancellation in PyTorch and here alike).

@@ -86,7 +86,7 @@ pub fn l1_loss(g: &mut Graph, input: Tensor, target: Tensor, reduction: Reductio
 /// Smooth L1 (`F.smooth_l1_loss`): 0.5·d²/β where |d| < β, |d| − 0.5·β elsewhere; β = 0 is L1.
 pub fn smooth_l1_loss(g: &mut Graph, input: Tensor, target: Tensor, reduction: Reduction, beta: f64) -> Result<Tensor> {
     same_shape(g, input, target, "smooth_l1_loss")?;
-    if !(beta >= 0.0) {
+    if beta.is_nan() || beta < 0.0 {
         bail!(InvalidArgument, "smooth_l1_loss: beta must be non-negative, got {}", beta);
     }
     if beta == 0.0 {

@@ -1,6 +1,6 @@
 //! Adam and AdamW, as `torch.optim.Adam` / `torch.optim.AdamW` (`_single_tensor_adam`), with AMSGrad.
 
-use super::{with_grad, Optimizer, ParamStates};
+use super::{non_negative, with_grad, Optimizer, ParamStates};
 use crate::error::{bail, Result};
 use crate::graph::{Graph, Tensor};
 
@@ -49,7 +49,7 @@ impl Adam {
     /// An optimizer over named parameters.
     pub fn new(g: &Graph, params: Vec<(String, Tensor)>, config: AdamConfig) -> Result<Adam> {
         let c = config;
-        if !(c.lr >= 0.0) || !(c.eps >= 0.0) || !(c.weight_decay >= 0.0) {
+        if ![c.lr, c.eps, c.weight_decay].into_iter().all(non_negative) {
             bail!(InvalidArgument, "Adam: lr, eps and weight_decay must be non-negative");
         }
         if !(0.0..1.0).contains(&c.beta1) || !(0.0..1.0).contains(&c.beta2) {

@@ -9,7 +9,7 @@ use crate::graph::{Graph, Tensor};
 /// coefficient is max_norm / (norm + 1e-6) clamped to 1, and is applied even when it is 1. Parameters
 /// without a `.grad` are skipped.
 pub fn clip_grad_norm(g: &mut Graph, params: &[Tensor], max_norm: f64, norm_type: f64) -> Result<f64> {
-    if !(norm_type > 0.0) {
+    if norm_type.is_nan() || norm_type <= 0.0 {
         bail!(InvalidArgument, "clip_grad_norm: norm_type must be positive, got {}", norm_type);
     }
     // Per-tensor norms (rounded to float32, as PyTorch's per-tensor results are), then the norm of those.
@@ -44,7 +44,7 @@ pub fn clip_grad_norm(g: &mut Graph, params: &[Tensor], max_norm: f64, norm_type
 
 /// Clamps every gradient element of `params` to [−clip, clip].
 pub fn clip_grad_value(g: &mut Graph, params: &[Tensor], clip: f64) -> Result<()> {
-    if !(clip >= 0.0) {
+    if !super::non_negative(clip) {
         bail!(InvalidArgument, "clip_grad_value: the clip value must be non-negative, got {}", clip);
     }
     let c = clip as f32;

@@ -97,6 +97,11 @@ impl ParamStates {
     }
 }
 
+/// `x >= 0`, false for NaN: hyperparameter validation.
+pub(crate) fn non_negative(x: f64) -> bool {
+    x >= 0.0
+}
+
 /// Names parameters by position ("0", "1", …) for optimizers built from bare tensors.
 pub fn by_position(params: &[Tensor]) -> Vec<(String, Tensor)> {
     params.iter().enumerate().map(|(i, &t)| (i.to_string(), t)).collect()

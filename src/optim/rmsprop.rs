@@ -1,6 +1,6 @@
 //! RMSprop, as `torch.optim.RMSprop` (`_single_tensor_rmsprop`), with momentum and the centred variant.
 
-use super::{with_grad, Optimizer, ParamStates};
+use super::{non_negative, with_grad, Optimizer, ParamStates};
 use crate::error::{bail, Result};
 use crate::graph::{Graph, Tensor};
 
@@ -39,7 +39,7 @@ impl RmsProp {
     /// An optimizer over named parameters.
     pub fn new(g: &Graph, params: Vec<(String, Tensor)>, config: RmsPropConfig) -> Result<RmsProp> {
         let c = config;
-        if !(c.lr >= 0.0) || !(c.eps >= 0.0) || !(c.weight_decay >= 0.0) || !(c.momentum >= 0.0) || !(c.alpha >= 0.0) {
+        if ![c.lr, c.eps, c.weight_decay, c.momentum, c.alpha].into_iter().all(non_negative) {
             bail!(InvalidArgument, "RMSprop: lr, alpha, eps, momentum and weight_decay must be non-negative");
         }
         Ok(RmsProp { config, state: ParamStates::new(g, params, &["square_avg", "momentum_buffer", "grad_avg"])? })
@@ -68,7 +68,7 @@ impl Optimizer for RmsProp {
                     sq[i] = sq[i] * a + wa * d * d;
                     let avg = if c.centered {
                         gavg[i] += wa * (d - gavg[i]); // lerp_(grad, 1 − α)
-                        (sq[i] + -1.0 * gavg[i] * gavg[i]).sqrt()
+                        (sq[i] - gavg[i] * gavg[i]).sqrt() // addcmul(grad_avg, grad_avg, value=-1)
                     } else {
                         sq[i].sqrt()
                     } + eps;

@@ -59,10 +59,10 @@ impl LrSchedule {
         match schedule {
             Schedule::Step { step_size: 0, .. } => bail!(InvalidArgument, "StepLR needs step_size >= 1"),
             Schedule::Cosine { t_max: 0, .. } => bail!(InvalidArgument, "CosineAnnealingLR needs t_max >= 1"),
-            Schedule::Linear { start_factor, end_factor, total_iters } => {
-                if !(start_factor > 0.0 && start_factor <= 1.0) || !(0.0..=1.0).contains(&end_factor) || total_iters == 0 {
-                    bail!(InvalidArgument, "LinearLR needs 0 < start_factor <= 1, 0 <= end_factor <= 1 and total_iters >= 1");
-                }
+            Schedule::Linear { start_factor, end_factor, total_iters }
+                if !(start_factor > 0.0 && start_factor <= 1.0 && (0.0..=1.0).contains(&end_factor) && total_iters > 0) =>
+            {
+                bail!(InvalidArgument, "LinearLR needs 0 < start_factor <= 1, 0 <= end_factor <= 1 and total_iters >= 1")
             }
             _ => {}
         }

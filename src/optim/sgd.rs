@@ -1,6 +1,6 @@
 //! Stochastic gradient descent, as `torch.optim.SGD` (`_single_tensor_sgd`).
 
-use super::{with_grad, Optimizer, ParamStates};
+use super::{non_negative, with_grad, Optimizer, ParamStates};
 use crate::error::{bail, Result};
 use crate::graph::{Graph, Tensor};
 
@@ -36,7 +36,7 @@ pub struct Sgd {
 impl Sgd {
     /// An optimizer over named parameters.
     pub fn new(g: &Graph, params: Vec<(String, Tensor)>, config: SgdConfig) -> Result<Sgd> {
-        if !(config.lr >= 0.0) || !(config.momentum >= 0.0) || !(config.weight_decay >= 0.0) {
+        if ![config.lr, config.momentum, config.weight_decay].into_iter().all(non_negative) {
             bail!(InvalidArgument, "SGD: lr, momentum and weight_decay must be non-negative");
         }
         if config.nesterov && (config.momentum <= 0.0 || config.dampening != 0.0) {
