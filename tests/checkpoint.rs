@@ -246,8 +246,8 @@ fn a_state_dict_saved_by_pytorch_loads_and_computes_what_pytorch_computed() {
         assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{} vs {}", a, b);
     }
     // Strict: a tensor the model does not have is an error.
-    let dir = TmpDir::new("strict");
-    let path = dir.file();
+    let tmp = TmpDir::new("strict");
+    let path = tmp.file();
     let mut st = SafeTensors::read(&dir.join("torch_mlp.safetensors")).unwrap();
     st.insert("extra", StTensor::from_f32(&[1], &[0.0])).unwrap();
     st.write(&path).unwrap();
