@@ -13,6 +13,13 @@
 
 find_program(BP_VALGRIND valgrind)
 option(BP_MEMCHECK "Register every MEMCHECK test again under valgrind" ON)
+option(BP_REQUIRE_MEMCHECK "Fail to configure when valgrind is missing (scripts/test.sh sets it)" OFF)
+if(BP_MEMCHECK AND NOT BP_VALGRIND)
+  if(BP_REQUIRE_MEMCHECK)
+    message(FATAL_ERROR "valgrind not found, and BP_REQUIRE_MEMCHECK is ON")
+  endif()
+  message(WARNING "valgrind not found: the memcheck tests are not registered")
+endif()
 
 set(BP_C_WARNINGS -Wall -Wextra -Werror -pedantic)
 
