@@ -115,7 +115,29 @@ static void binary_ops_broadcast(void) {
     OK(bp_graph_free(g));
 }
 
+/* x * detach(x): autograd rightly gives detach(x), while the function's true derivative is 2x, so the
+ * gradient check must reject it. This keeps the checker honest: a checker that passes everything
+ * would make every gradcheck above meaningless. */
+static bp_status op_wrong_gradient(bp_graph *g, const bp_tensor *in, bp_tensor *out) {
+    bp_tensor d;
+    bp_status s = bp_detach(g, in[0], &d);
+    return s == BP_OK ? bp_mul(g, in[0], d, out) : s;
+}
+
+static void the_gradient_check_catches_a_wrong_gradient(void) {
+    bp_graph *g;
+    OK(bp_graph_new(&g));
+    bp_tensor x = t64_param(g, xs, 4, d4, 1);
+    int before = bp_test_failures;
+    fprintf(stderr, "(the next gradcheck message is expected)\n");
+    gradcheck(g, "x * detach(x)", op_wrong_gradient, &x, 1);
+    CHECK(bp_test_failures == before + 1);
+    bp_test_failures = before;
+    OK(bp_graph_free(g));
+}
+
 int main(void) {
+    the_gradient_check_catches_a_wrong_gradient();
     unary_ops();
     binary_ops_broadcast();
     return bp_test_finish("ops_elementwise");
