@@ -23,6 +23,7 @@ pub mod autograd;
 pub mod dot;
 pub mod dtype;
 pub mod error;
+pub mod ffi;
 pub mod graph;
 pub mod kernels;
 pub mod ops;
