@@ -24,6 +24,7 @@ pub mod data;
 pub mod dot;
 pub mod dtype;
 pub mod error;
+pub mod ffi;
 pub mod graph;
 pub mod io;
 pub mod kernels;
