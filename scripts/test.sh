@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The single test command of backprop. Runs, in order, and stops at the first failure (non-zero exit):
+#   1. cargo test                     (the Rust engine, the FFI module, the header drift check)
+#   2. cmake configure + build        (cargo build --release through CMake, every C/C++/Go test program)
+#   3. ctest                          (C tests, examples, install test, and every test again under
+#                                      valgrind memcheck; C++ and Go tests once registered)
+#   4. tests/python/run.sh            (checkpoints against the reference safetensors implementation;
+#                                      a PyTorch round trip where torch is installed, else SKIPPED)
+# Needs cargo, cmake, a C and C++ compiler, pkg-config and valgrind (installed with apt-get if missing).
+# Environment: BP_BUILD_DIR (default <repo>/build), BP_JOBS (default: number of CPUs).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BP_BUILD_DIR:-$root/build}
+jobs=${BP_JOBS:-$(nproc 2>/dev/null || echo 2)}
+
+if ! command -v valgrind >/dev/null 2>&1; then
+    echo "test.sh: valgrind is missing; installing it with apt-get" >&2
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq valgrind
+fi
+
+cd "$root"
+echo "== cargo test"
+cargo test
+
+echo "== cmake configure and build ($build)"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBP_MEMCHECK=ON -DBP_REQUIRE_MEMCHECK=ON
+cmake --build "$build" --parallel "$jobs"
+
+echo "== ctest (every label, memcheck included)"
+cd "$build"
+ctest --output-on-failure --parallel "$jobs"
+
+echo "== checkpoint interop (safetensors reference implementation)"
+bash "$root/tests/python/run.sh" "$build"

@@ -1,0 +1,82 @@
+//! The committed C header must be exactly what cbindgen generates from src/ffi (with the version macros
+//! from Cargo.toml). `BP_BLESS=1 cargo test --test header` rewrites include/bp.h.
+
+use std::path::PathBuf;
+
+fn generate() -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml parses");
+    let (major, minor, patch) = (
+        env!("CARGO_PKG_VERSION_MAJOR").parse::<u32>().unwrap(),
+        env!("CARGO_PKG_VERSION_MINOR").parse::<u32>().unwrap(),
+        env!("CARGO_PKG_VERSION_PATCH").parse::<u32>().unwrap(),
+    );
+    config.after_includes = Some(format!(
+        "\n/** The version of this header (from Cargo.toml); bp_version() gives the library's. */\n\
+         #define BP_VERSION_MAJOR {major}\n#define BP_VERSION_MINOR {minor}\n#define BP_VERSION_PATCH {patch}\n\
+         /** BP_VERSION_MAJOR * 10000 + BP_VERSION_MINOR * 100 + BP_VERSION_PATCH, comparable with bp_version(). */\n\
+         #define BP_VERSION_NUMBER {number}\n\
+         /** The version as a string, comparable with bp_version_string(). */\n\
+         #define BP_VERSION_STRING \"{version}\"",
+        number = major * 10000 + minor * 100 + patch,
+        version = env!("CARGO_PKG_VERSION"),
+    ));
+    let bindings = cbindgen::Builder::new()
+        .with_crate(&root)
+        .with_config(config)
+        .generate()
+        .expect("cbindgen generates the header");
+    let mut out = Vec::new();
+    bindings.write(&mut out);
+    String::from_utf8(out).expect("the header is UTF-8")
+}
+
+#[test]
+fn committed_header_matches_a_fresh_generation() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("include/bp.h");
+    let fresh = generate();
+    if std::env::var_os("BP_BLESS").is_some() {
+        std::fs::write(&path, &fresh).expect("write include/bp.h");
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if committed != fresh {
+        let line = committed.lines().zip(fresh.lines()).position(|(a, b)| a != b).map_or(0, |i| i + 1);
+        panic!(
+            "include/bp.h differs from what cbindgen generates from src/ffi (first difference near line {}). \
+             Run `BP_BLESS=1 cargo test --test header` and commit include/bp.h.",
+            line
+        );
+    }
+}
+
+#[test]
+fn header_version_macros_equal_cargo_version_and_bp_version() {
+    let header = generate();
+    let number = bp::ffi::version::bp_version();
+    let (major, minor, patch) = (number / 10000, number / 100 % 100, number % 100);
+    assert!(header.contains(&format!("#define BP_VERSION_MAJOR {}\n", major)));
+    assert!(header.contains(&format!("#define BP_VERSION_MINOR {}\n", minor)));
+    assert!(header.contains(&format!("#define BP_VERSION_PATCH {}\n", patch)));
+    assert_eq!(format!("{}.{}.{}", major, minor, patch), env!("CARGO_PKG_VERSION"));
+    // SAFETY: bp_version_string returns a static NUL-terminated string.
+    let s = unsafe { std::ffi::CStr::from_ptr(bp::ffi::version::bp_version_string()) };
+    assert_eq!(s.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn every_exported_function_has_an_ownership_line() {
+    let header = generate();
+    let mut doc = String::new();
+    for line in header.lines() {
+        if line.trim_start().starts_with("/**") || line.trim_start().starts_with('*') {
+            doc.push_str(line);
+            doc.push('\n');
+        } else if line.contains("bp_") && line.contains('(') && !line.starts_with('#') {
+            assert!(doc.contains("Ownership:"), "the doc comment of `{}` has no Ownership: line", line.trim());
+            doc.clear();
+        } else if !line.trim().is_empty() {
+            doc.clear();
+        }
+    }
+}
