@@ -6,6 +6,8 @@
 
 mod harness;
 
+use bp::nn::{Layer, Sequential};
+use bp::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use bp::{DType, Graph, Tensor};
 use harness::{bench, Stats};
 use std::fmt::Write as _;
@@ -23,189 +25,97 @@ fn linear_matmul_flops(batch: usize, dims: &[usize]) -> f64 {
     fl
 }
 
-/// A Linear layer's parameters, initialised as PyTorch does (uniform ±1/√fan_in, weight then bias).
-struct Linear {
-    w: Tensor,
-    b: Option<Tensor>,
+/// A model with its optimizer: the toolkit's `Sequential` and `torch.optim`-exact optimizers.
+struct Model {
+    net: Sequential,
+    opt: Box<dyn Optimizer>,
 }
 
-impl Linear {
-    fn new(g: &mut Graph, nin: usize, nout: usize, bias: bool) -> Linear {
-        let bound = 1.0 / (nin as f64).sqrt();
-        let w = g.rand(&[nout, nin], -bound, bound, DType::F32).unwrap();
-        let b = bias.then(|| g.rand(&[nout], -bound, bound, DType::F32).unwrap());
-        for t in std::iter::once(w).chain(b) {
-            g.set_requires_grad(t, true).unwrap();
-            g.set_persistent(t, true).unwrap();
-        }
-        Linear { w, b }
+impl Model {
+    fn sgd(g: &Graph, net: Sequential, lr: f64, momentum: f64) -> Model {
+        let opt = Sgd::new(g, net.named_parameters(), SgdConfig { lr, momentum, ..Default::default() }).unwrap();
+        Model { net, opt: Box::new(opt) }
     }
-    fn forward(&self, g: &mut Graph, x: Tensor) -> Tensor {
-        g.linear(x, self.w, self.b).unwrap()
+    fn adam(g: &Graph, net: Sequential, lr: f64) -> Model {
+        let opt = Adam::new(g, net.named_parameters(), AdamConfig::adam(lr)).unwrap();
+        Model { net, opt: Box::new(opt) }
     }
-    fn params(&self) -> impl Iterator<Item = Tensor> {
-        std::iter::once(self.w).chain(self.b)
-    }
-}
-
-/// Plain SGD with optional momentum (PyTorch's update rule: buf = μ·buf + g; p -= lr·buf), written
-/// over the public API until the toolkit's optimizer lands: the new values are computed into a scratch
-/// vector kept across steps and written back, so a step allocates nothing.
-struct Sgd {
-    params: Vec<Tensor>,
-    lr: f32,
-    momentum: f32,
-    bufs: Vec<Vec<f32>>,
-    scratch: Vec<f32>,
-}
-
-impl Sgd {
-    fn new(g: &Graph, params: Vec<Tensor>, lr: f32, momentum: f32) -> Sgd {
-        let bufs = params.iter().map(|&p| if momentum != 0.0 { vec![0.0; g.numel(p).unwrap()] } else { Vec::new() }).collect();
-        let max = params.iter().map(|&p| g.numel(p).unwrap()).max().unwrap_or(0);
-        Sgd { params, lr, momentum, bufs, scratch: Vec::with_capacity(max) }
-    }
-    fn zero_grad(&self, g: &mut Graph) {
-        for &p in &self.params {
-            g.zero_grad(p).unwrap();
-        }
-    }
-    fn step(&mut self, g: &mut Graph, first: bool) {
-        for (i, &p) in self.params.iter().enumerate() {
-            let Some(gt) = g.grad(p).unwrap() else { continue };
-            let (pv, gv) = (g.data::<f32>(p).unwrap(), g.data::<f32>(gt).unwrap());
-            self.scratch.clear();
-            if self.momentum == 0.0 {
-                self.scratch.extend(pv.iter().zip(gv).map(|(&w, &d)| w - self.lr * d));
-            } else {
-                let buf = &mut self.bufs[i];
-                for (b, &d) in buf.iter_mut().zip(gv) {
-                    *b = if first { d } else { self.momentum * *b + d };
-                }
-                self.scratch.extend(pv.iter().zip(buf.iter()).map(|(&w, &b)| w - self.lr * b));
-            }
-            g.write(p, &self.scratch).unwrap();
-        }
+    /// One training step as PyTorch's: zero_grad, forward, loss, backward, optimizer step; then the
+    /// graph drops the step's intermediates. Returns the loss.
+    fn step(&mut self, g: &mut Graph, x: Tensor, y: Tensor, loss: fn(&mut Graph, Tensor, Tensor) -> Tensor) -> f64 {
+        self.opt.zero_grad(g).unwrap();
+        let z = self.net.forward(g, x).unwrap();
+        let l = loss(g, z, y);
+        let value = g.item(l).unwrap();
+        g.backward(l, None, false).unwrap();
+        self.opt.step(g).unwrap();
+        g.reset();
+        value
     }
 }
 
-/// Adam (PyTorch's defaults β = (0.9, 0.999), ε = 1e-8), same scheme as [`Sgd`].
-struct Adam {
-    params: Vec<Tensor>,
-    lr: f32,
-    m: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
-    t: i32,
-    scratch: Vec<f32>,
+fn cross_entropy(g: &mut Graph, z: Tensor, y: Tensor) -> Tensor {
+    g.cross_entropy(z, y).unwrap()
 }
 
-impl Adam {
-    fn new(g: &Graph, params: Vec<Tensor>, lr: f32) -> Adam {
-        let z = |p: &Tensor| vec![0.0f32; g.numel(*p).unwrap()];
-        let max = params.iter().map(|&p| g.numel(p).unwrap()).max().unwrap_or(0);
-        Adam { m: params.iter().map(z).collect(), v: params.iter().map(z).collect(), params, lr, t: 0, scratch: Vec::with_capacity(max) }
-    }
-    fn zero_grad(&self, g: &mut Graph) {
-        for &p in &self.params {
-            g.zero_grad(p).unwrap();
-        }
-    }
-    fn step(&mut self, g: &mut Graph) {
-        self.t += 1;
-        let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
-        let bc1 = 1.0 - b1.powi(self.t);
-        let bc2 = 1.0 - b2.powi(self.t);
-        let step = self.lr / bc1;
-        let bc2s = bc2.sqrt();
-        for (i, &p) in self.params.iter().enumerate() {
-            let Some(gt) = g.grad(p).unwrap() else { continue };
-            let (pv, gv) = (g.data::<f32>(p).unwrap(), g.data::<f32>(gt).unwrap());
-            self.scratch.clear();
-            let (m, v) = (&mut self.m[i], &mut self.v[i]);
-            for k in 0..pv.len() {
-                m[k] = b1 * m[k] + (1.0 - b1) * gv[k];
-                v[k] = b2 * v[k] + (1.0 - b2) * gv[k] * gv[k];
-                self.scratch.push(pv[k] - step * m[k] / (v[k].sqrt() / bc2s + eps));
-            }
-            g.write(p, &self.scratch).unwrap();
-        }
+fn mse(g: &mut Graph, z: Tensor, t: Tensor) -> Tensor {
+    g.mse_loss(z, t, bp::Reduction::Mean).unwrap()
+}
+
+fn keep(g: &mut Graph, ts: &[Tensor]) {
+    for &t in ts {
+        g.set_persistent(t, true).unwrap();
     }
 }
 
 /// W1: the seed network, full batch 500, cross-entropy, SGD lr 0.01.
-fn make_w1(g: &mut Graph) -> (Vec<Linear>, Tensor, Tensor) {
+fn make_w1(g: &mut Graph) -> (Model, Tensor, Tensor) {
     g.manual_seed(212);
     let x = g.rand(&[500, 20], 0.0, 100.0, DType::F32).unwrap();
     let y = g.randint(0, 3, &[500]).unwrap();
-    let layers = vec![Linear::new(g, 20, 13, false), Linear::new(g, 13, 8, false), Linear::new(g, 8, 3, true)];
-    for t in [x, y] {
-        g.set_persistent(t, true).unwrap();
-    }
-    (layers, x, y)
-}
-
-fn w1_step(g: &mut Graph, l: &[Linear], x: Tensor, y: Tensor, opt: &mut Sgd) {
-    opt.zero_grad(g);
-    let h = l[0].forward(g, x);
-    let h = g.relu(h).unwrap();
-    let h = l[1].forward(g, h);
-    let h = g.sigmoid(h).unwrap();
-    let z = l[2].forward(g, h);
-    let loss = g.cross_entropy(z, y).unwrap();
-    g.backward(loss, None, false).unwrap();
-    opt.step(g, false);
-    g.reset();
+    let mut net = Sequential::new();
+    net.push(Layer::linear(g, 20, 13, false).unwrap()).push(Layer::Relu);
+    net.push(Layer::linear(g, 13, 8, false).unwrap()).push(Layer::Sigmoid);
+    net.push(Layer::linear(g, 8, 3, true).unwrap());
+    keep(g, &[x, y]);
+    (Model::sgd(g, net, 0.01, 0.0), x, y)
 }
 
 /// W2: an MNIST-sized MLP, batch 128, cross-entropy, SGD lr 0.01 momentum 0.9.
-fn make_w2(g: &mut Graph) -> (Vec<Linear>, Tensor, Tensor) {
+fn make_w2(g: &mut Graph) -> (Model, Tensor, Tensor) {
     g.manual_seed(0);
     let x = g.randn(&[128, 784], 0.0, 1.0, DType::F32).unwrap();
     let y = g.randint(0, 10, &[128]).unwrap();
-    let layers = vec![Linear::new(g, 784, 512, true), Linear::new(g, 512, 512, true), Linear::new(g, 512, 10, true)];
-    for t in [x, y] {
-        g.set_persistent(t, true).unwrap();
-    }
-    (layers, x, y)
-}
-
-/// One W2 step; returns the loss.
-fn w2_step(g: &mut Graph, l: &[Linear], x: Tensor, y: Tensor, opt: &mut Sgd, first: bool) -> f64 {
-    opt.zero_grad(g);
-    let h = l[0].forward(g, x);
-    let h = g.relu(h).unwrap();
-    let h = l[1].forward(g, h);
-    let h = g.relu(h).unwrap();
-    let z = l[2].forward(g, h);
-    let loss = g.cross_entropy(z, y).unwrap();
-    let value = g.item(loss).unwrap();
-    g.backward(loss, None, false).unwrap();
-    opt.step(g, first);
-    g.reset();
-    value
+    let mut net = Sequential::new();
+    net.push(Layer::linear(g, 784, 512, true).unwrap()).push(Layer::Relu);
+    net.push(Layer::linear(g, 512, 512, true).unwrap()).push(Layer::Relu);
+    net.push(Layer::linear(g, 512, 10, true).unwrap());
+    keep(g, &[x, y]);
+    (Model::sgd(g, net, 0.01, 0.9), x, y)
 }
 
 /// W3: wide layers, batch 256, MSE, SGD lr 0.01.
-fn make_w3(g: &mut Graph) -> (Vec<Linear>, Tensor, Tensor) {
+fn make_w3(g: &mut Graph) -> (Model, Tensor, Tensor) {
     g.manual_seed(0);
     let x = g.randn(&[256, 1024], 0.0, 1.0, DType::F32).unwrap();
     let t = g.randn(&[256, 1024], 0.0, 1.0, DType::F32).unwrap();
-    let layers = vec![Linear::new(g, 1024, 4096, true), Linear::new(g, 4096, 1024, true)];
-    for v in [x, t] {
-        g.set_persistent(v, true).unwrap();
-    }
-    (layers, x, t)
+    let mut net = Sequential::new();
+    net.push(Layer::linear(g, 1024, 4096, true).unwrap()).push(Layer::Relu);
+    net.push(Layer::linear(g, 4096, 1024, true).unwrap());
+    keep(g, &[x, t]);
+    (Model::sgd(g, net, 0.01, 0.0), x, t)
 }
 
-fn w3_step(g: &mut Graph, l: &[Linear], x: Tensor, t: Tensor, opt: &mut Sgd) {
-    opt.zero_grad(g);
-    let h = l[0].forward(g, x);
-    let h = g.relu(h).unwrap();
-    let z = l[1].forward(g, h);
-    let loss = g.mse_loss(z, t, bp::Reduction::Mean).unwrap();
-    g.backward(loss, None, false).unwrap();
-    opt.step(g, false);
-    g.reset();
+/// A workload-D step: batch 32 of 64 features, 64→128 ReLU→10, cross-entropy, Adam lr 1e-3.
+fn make_d(g: &mut Graph) -> (Model, Tensor, Tensor) {
+    g.manual_seed(0);
+    let x = g.randn(&[32, 64], 0.0, 1.0, DType::F32).unwrap();
+    let y = g.randint(0, 10, &[32]).unwrap();
+    let mut net = Sequential::new();
+    net.push(Layer::linear(g, 64, 128, true).unwrap()).push(Layer::Relu);
+    net.push(Layer::linear(g, 128, 10, true).unwrap());
+    keep(g, &[x, y]);
+    (Model::adam(g, net, 1e-3), x, y)
 }
 
 /// W4: 100 ops cycling x·1.0001, x + 0.001, tanh x on a 16-element leaf.
@@ -219,29 +129,6 @@ fn w4_chain(g: &mut Graph, mut x: Tensor) -> Tensor {
         .unwrap();
     }
     g.sum(x, &[], false).unwrap()
-}
-
-/// A workload-D step: batch 32 of 64 features, 64→128 ReLU→10, cross-entropy, Adam lr 1e-3.
-fn make_d(g: &mut Graph) -> (Vec<Linear>, Tensor, Tensor) {
-    g.manual_seed(0);
-    let x = g.randn(&[32, 64], 0.0, 1.0, DType::F32).unwrap();
-    let y = g.randint(0, 10, &[32]).unwrap();
-    let layers = vec![Linear::new(g, 64, 128, true), Linear::new(g, 128, 10, true)];
-    for t in [x, y] {
-        g.set_persistent(t, true).unwrap();
-    }
-    (layers, x, y)
-}
-
-fn d_step(g: &mut Graph, l: &[Linear], x: Tensor, y: Tensor, opt: &mut Adam) {
-    opt.zero_grad(g);
-    let h = l[0].forward(g, x);
-    let h = g.relu(h).unwrap();
-    let z = l[1].forward(g, h);
-    let loss = g.cross_entropy(z, y).unwrap();
-    g.backward(loss, None, false).unwrap();
-    opt.step(g);
-    g.reset();
 }
 
 struct Report {
@@ -293,24 +180,20 @@ fn main() {
 
     if rep.wants("W1") {
         let mut g = Graph::new();
-        let (l, x, y) = make_w1(&mut g);
-        let mut opt = Sgd::new(&g, l.iter().flat_map(Linear::params).collect(), 0.01, 0.0);
-        let r = bench(|| w1_step(&mut g, &l, x, y, &mut opt), b, 30);
+        let (mut model, x, y) = make_w1(&mut g);
+        let r = bench(|| { model.step(&mut g, x, y, cross_entropy); }, b, 30);
         rep.add("W1_seed_step", &r, Some(linear_matmul_flops(500, &[20, 13, 8, 3])), &[]);
     }
     if rep.wants("W2") {
         let mut g = Graph::new();
-        let (l, x, y) = make_w2(&mut g);
-        let mut opt = Sgd::new(&g, l.iter().flat_map(Linear::params).collect(), 0.01, 0.9);
-        w2_step(&mut g, &l, x, y, &mut opt, true);
-        let r = bench(|| { w2_step(&mut g, &l, x, y, &mut opt, false); }, b, 30);
+        let (mut model, x, y) = make_w2(&mut g);
+        let r = bench(|| { model.step(&mut g, x, y, cross_entropy); }, b, 30);
         rep.add("W2_mlp_step", &r, Some(linear_matmul_flops(128, &[784, 512, 512, 10])), &[]);
     }
     if rep.wants("W3") {
         let mut g = Graph::new();
-        let (l, x, t) = make_w3(&mut g);
-        let mut opt = Sgd::new(&g, l.iter().flat_map(Linear::params).collect(), 0.01, 0.0);
-        let r = bench(|| w3_step(&mut g, &l, x, t, &mut opt), b, 20);
+        let (mut model, x, t) = make_w3(&mut g);
+        let r = bench(|| { model.step(&mut g, x, t, mse); }, b, 20);
         rep.add("W3_wide_step", &r, Some(linear_matmul_flops(256, &[1024, 4096, 1024])), &[]);
     }
     if rep.wants("W4") {
@@ -408,19 +291,17 @@ fn main() {
     }
     if rep.wants("D") {
         let mut g = Graph::new();
-        let (l, x, y) = make_d(&mut g);
-        let mut opt = Adam::new(&g, l.iter().flat_map(Linear::params).collect(), 1e-3);
-        let r = bench(|| d_step(&mut g, &l, x, y, &mut opt), b, 30);
+        let (mut model, x, y) = make_d(&mut g);
+        let r = bench(|| { model.step(&mut g, x, y, cross_entropy); }, b, 30);
         rep.add("D_digits_step", &r, Some(linear_matmul_flops(32, &[64, 128, 10])), &[]);
     }
     if rep.wants("bitid") {
         // The loss after 100 W2 steps, to compare across thread counts (must be bit-identical).
         let mut g = Graph::new();
-        let (l, x, y) = make_w2(&mut g);
-        let mut opt = Sgd::new(&g, l.iter().flat_map(Linear::params).collect(), 0.01, 0.9);
+        let (mut model, x, y) = make_w2(&mut g);
         let mut loss = 0.0;
-        for i in 0..100 {
-            loss = w2_step(&mut g, &l, x, y, &mut opt, i == 0);
+        for _ in 0..100 {
+            loss = model.step(&mut g, x, y, cross_entropy);
         }
         println!("[t={threads}] W2 loss after 100 steps: {loss:.9} (bits {:#010x})", (loss as f32).to_bits());
         let _ = write!(rep.json, ",\n \"W2_loss_after_100_steps\": {{\"value\": {loss}, \"f32_bits\": {}}}", (loss as f32).to_bits());

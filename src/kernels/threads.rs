@@ -10,7 +10,7 @@
 //! After a job a worker spins briefly before sleeping, because training steps issue large kernels
 //! back to back.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -38,11 +38,13 @@ pub fn num_threads() -> usize {
     }
 }
 
-/// A job: `f(part)` for every part in `0..parts`. The reference is only valid while `run` waits.
+/// A job: `f(part)` for every part in `0..parts`, part p on thread p % threads (the caller is thread 0).
+/// The reference is only valid while `run` waits.
 #[derive(Clone, Copy)]
 struct Job {
     f: *const (dyn Fn(usize) + Sync),
     parts: usize,
+    threads: usize,
 }
 
 // SAFETY: the pointee is `Sync` (shared calls from several threads are allowed) and `run` keeps it
@@ -53,13 +55,11 @@ struct State {
     /// Bumped for every job, so a worker knows a job is new.
     epoch: u64,
     job: Option<Job>,
-    /// The next part to hand out.
-    next: usize,
-    /// Parts not yet finished.
-    unfinished: usize,
-    /// Workers started so far.
+    /// Workers that have not yet finished their share of the job.
+    busy: usize,
+    /// Workers started so far (worker i is thread i of a job, i ≥ 1).
     workers: usize,
-    /// A part panicked: `run` re-raises it on the calling thread.
+    /// A part panicked on a worker: `run` re-raises it on the calling thread.
     panicked: bool,
 }
 
@@ -71,24 +71,36 @@ struct Pool {
     /// graphs on two threads may both run large kernels).
     submit: Mutex<()>,
     /// A copy of `State::epoch` that idle workers poll without taking the lock.
-    epoch: std::sync::atomic::AtomicU64,
+    epoch: AtomicU64,
 }
 
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| Pool {
-        state: Mutex::new(State { epoch: 0, job: None, next: 0, unfinished: 0, workers: 0, panicked: false }),
+        state: Mutex::new(State { epoch: 0, job: None, busy: 0, workers: 0, panicked: false }),
         work: Condvar::new(),
         done: Condvar::new(),
         submit: Mutex::new(()),
-        epoch: std::sync::atomic::AtomicU64::new(0),
+        epoch: AtomicU64::new(0),
     })
 }
 
 /// How long an idle worker keeps polling for the next job before it sleeps.
 const SPIN: Duration = Duration::from_micros(200);
 
-fn worker_loop(p: &'static Pool) {
+/// Runs thread `id`'s share of a job: parts id, id + threads, …
+///
+/// # Safety
+/// `job.f` is alive for the whole call.
+unsafe fn share(job: Job, id: usize) {
+    let mut p = id;
+    while p < job.parts {
+        (*job.f)(p);
+        p += job.threads;
+    }
+}
+
+fn worker_loop(p: &'static Pool, id: usize) {
     let mut seen = 0u64;
     loop {
         // Poll (without the lock) for a while, then sleep until a job comes.
@@ -102,27 +114,26 @@ fn worker_loop(p: &'static Pool) {
         }
         seen = st.epoch;
         let Some(job) = st.job else { continue };
-        // Take parts until none is left.
-        while st.next < job.parts {
-            let part = st.next;
-            st.next += 1;
-            drop(st);
-            // SAFETY: `run` does not return (and so does not end the closure's borrow) until
-            // `unfinished` reaches zero, which happens only after this call returns.
-            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { (*job.f)(part) })).is_ok();
-            st = p.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.panicked |= !ok;
-            st.unfinished -= 1;
-            if st.unfinished == 0 {
-                p.done.notify_all();
-            }
+        if id >= job.threads {
+            continue;
+        }
+        drop(st);
+        // SAFETY: `run` keeps the closure alive until `busy` reaches zero, which happens only after
+        // this share is done.
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { share(job, id) })).is_ok();
+        let mut st = p.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.panicked |= !ok;
+        st.busy -= 1;
+        if st.busy == 0 {
+            p.done.notify_all();
         }
     }
 }
 
-/// Calls `f(part)` for every part in `0..parts`, spread over up to `threads` threads (the caller is
-/// one of them), and returns when all have finished. Which thread runs a part is not fixed, so `f`
-/// must make each part's result independent of that (write disjoint outputs).
+/// Calls `f(part)` for every part in `0..parts` on up to `threads` threads and returns when all have
+/// finished. Part p always runs on thread p % threads (the caller is thread 0), so a thread sees the
+/// same work in every repetition of a job (its packing buffers reach their size once); `f` must write
+/// disjoint outputs for different parts.
 pub fn run(parts: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
     let threads = threads.min(parts).min(MAX_THREADS);
     if threads <= 1 {
@@ -131,47 +142,50 @@ pub fn run(parts: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
     }
     let p = pool();
     let _turn = p.submit.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY (lifetime erasure): the pointer is used only until `busy` is zero, and this function
+    // waits for that below, before `f`'s borrow ends.
+    let fp: *const (dyn Fn(usize) + Sync + '_) = f;
+    let fp: *const (dyn Fn(usize) + Sync + 'static) = unsafe { std::mem::transmute(fp) };
+    let job = Job { f: fp, parts, threads };
     {
         let mut st = p.state.lock().unwrap_or_else(|e| e.into_inner());
         while st.workers < threads - 1 {
             st.workers += 1;
+            let id = st.workers;
             std::thread::Builder::new()
-                .name(format!("bp-worker-{}", st.workers))
-                .spawn(move || worker_loop(p))
+                .name(format!("bp-worker-{id}"))
+                .spawn(move || worker_loop(p, id))
                 .expect("the system could not start a worker thread");
         }
-        // SAFETY (lifetime erasure): the pointer is used only until `unfinished` is zero, and this
-        // function waits for that below before `f`'s borrow ends.
-        let f: *const (dyn Fn(usize) + Sync + '_) = f;
-        let f: *const (dyn Fn(usize) + Sync + 'static) = unsafe { std::mem::transmute(f) };
-        st.job = Some(Job { f, parts });
+        st.job = Some(job);
         st.epoch += 1;
-        st.next = 0;
-        st.unfinished = parts;
+        st.busy = threads - 1;
         st.panicked = false;
         p.epoch.store(st.epoch, Ordering::Release);
         p.work.notify_all();
     }
-    // The caller works too.
+    // SAFETY: `f` is borrowed for this whole call.
+    let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { share(job, 0) }));
     let mut st = p.state.lock().unwrap_or_else(|e| e.into_inner());
-    let mut caller_panic = None;
-    while st.next < parts {
-        let part = st.next;
-        st.next += 1;
+    while st.busy > 0 {
         drop(st);
-        if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(part))) {
-            caller_panic = Some(e);
+        // Workers usually finish within microseconds of the caller: poll briefly before sleeping.
+        let until = Instant::now() + SPIN;
+        while Instant::now() < until {
+            std::hint::spin_loop();
+            if p.state.try_lock().map(|s| s.busy == 0).unwrap_or(false) {
+                break;
+            }
         }
         st = p.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.unfinished -= 1;
-    }
-    while st.unfinished > 0 {
-        st = p.done.wait(st).unwrap_or_else(|e| e.into_inner());
+        if st.busy > 0 {
+            st = p.done.wait_while(st, |s| s.busy > 0).unwrap_or_else(|e| e.into_inner());
+        }
     }
     st.job = None;
     let worker_panicked = st.panicked;
     drop(st);
-    if let Some(e) = caller_panic {
+    if let Err(e) = mine {
         std::panic::resume_unwind(e);
     }
     assert!(!worker_panicked, "a part of a parallel kernel panicked on a worker thread");
