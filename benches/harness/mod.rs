@@ -108,12 +108,16 @@ fn once(f: &mut dyn FnMut(), budget_s: f64, min_samples: usize) -> Stats {
     }
 }
 
-/// Times `f` as `torch_baseline.bench` does.
+/// Times `f` as `torch_baseline.bench` does. With `BP_BENCH_QUICK=1` in the environment it neither
+/// waits for a quiet machine nor retries (for development; never for figures that get reported).
 pub fn bench(mut f: impl FnMut(), budget_s: f64, min_samples: usize) -> Stats {
+    let quick = std::env::var("BP_BENCH_QUICK").is_ok_and(|v| v == "1");
     let mut best: Option<Stats> = None;
     let mut waited = 0.0;
-    for attempt in 1..=4 {
-        waited += wait_for_quiet();
+    for attempt in 1..=(if quick { 1 } else { 4 }) {
+        if !quick {
+            waited += wait_for_quiet();
+        }
         let mut r = once(&mut f, budget_s, min_samples);
         r.attempt = attempt;
         let clean = r.foreign_cpu_frac < 0.03;
