@@ -163,6 +163,12 @@ impl Report {
     }
 }
 
+/// The process's peak resident memory (VmHWM), in KiB; -1 where /proc is missing.
+fn peak_rss_kib() -> i64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(-1)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
@@ -171,6 +177,17 @@ fn main() {
     let out = arg("--out").unwrap_or_else(|| format!("ours_t{threads}.json"));
     let only = arg("--only").map(|s| s.split(',').map(str::to_string).collect());
     bp::set_num_threads(threads);
+    if let Some(steps) = arg("--train-w2").and_then(|v| v.parse::<usize>().ok()) {
+        // Peak memory of a process that trains W2 (compared with PyTorch's by compare.py).
+        let mut g = Graph::new();
+        let (mut model, x, y) = make_w2(&mut g);
+        let mut loss = 0.0;
+        for _ in 0..steps {
+            loss = model.step(&mut g, x, y, cross_entropy);
+        }
+        println!("{{\"steps\": {steps}, \"loss\": {loss}, \"peak_rss_kib\": {}}}", peak_rss_kib());
+        return;
+    }
     let mut rep = Report {
         threads,
         json: format!("{{\n \"threads\": {}, \"backprop\": \"{}\", \"gemm_kernel\": \"{}\"", bp::num_threads(), env!("CARGO_PKG_VERSION"), bp::kernels::gemm::kernel_name()),
