@@ -273,7 +273,7 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
         let (abuf, bbuf) = &mut *bufs;
         let nc_max = K::NC.min(n.div_ceil(K::NR) * K::NR);
         let mc_max = K::MC.min(m.div_ceil(K::MR) * K::MR);
-        let kc_max = K::KC.min(k);
+        let kc_max = k.div_ceil(k.div_ceil(K::KC));
         let ap = aligned(abuf, mc_max * kc_max);
         let bp = aligned(bbuf, nc_max * kc_max);
         // Narrow tiles when every column fits in half a wide tile (the 10-wide output layer).
@@ -281,8 +281,12 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
         let nr_pack = if narrow { K::NR / 2 } else { K::NR };
         for jc in (0..n).step_by(K::NC) {
             let nc = K::NC.min(n - jc);
-            for pc in (0..k).step_by(K::KC) {
-                let kc = K::KC.min(k - pc);
+            // k in equal blocks of at most KC (784 = 4 × 196, not 3 × 256 + 16): a thin last block
+            // would pay packing and tile edges for little work. The blocks depend on k alone, so
+            // every thread count and both kernels (same KC) sum in the same order.
+            let kstep = k.div_ceil(k.div_ceil(K::KC));
+            for pc in (0..k).step_by(kstep) {
+                let kc = kstep.min(k - pc);
                 let beta_pc = if pc == 0 { beta } else { 1.0 };
                 // SAFETY: the views were checked by sgemm_on; (pc, jc) lies inside B, and the packed
                 // panel (nc rounded up to nr_pack, times kc) fits the buffer sized above. Both of our
@@ -422,7 +426,7 @@ mod x86 {
         const NR: usize = 32;
         const KC: usize = 256;
         const MC: usize = 144;
-        const NC: usize = 2048;
+        const NC: usize = 1024;
         unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
             // Monomorphised for the packed layout, whose strides are then constants.
             match (narrow, ars == 1 && acs == Self::MR as isize) {
@@ -549,6 +553,14 @@ mod x86 {
         const MR: usize = 12;
         let nrp = 16 * NV;
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        // Bring the C tile towards L1 while the k loop runs (a tile's rows are a matrix row apart).
+        if csc == 1 {
+            for i in 0..MR.min(mr) {
+                let row = c.offset(i as isize * rsc) as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(row);
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64 * NV - 4));
+            }
+        }
         let (mut a, mut b) = (a, b);
         for _ in 0..kc {
             let mut bv = [_mm512_setzero_ps(); NV];
