@@ -25,6 +25,7 @@ pub mod dot;
 pub mod dtype;
 pub mod error;
 pub mod ffi;
+pub mod flat;
 pub mod graph;
 pub mod io;
 pub mod kernels;
@@ -36,6 +37,7 @@ pub mod shape;
 
 pub use dtype::{DType, Float};
 pub use error::{Error, ErrorKind, Result};
+pub use flat::FlatParams;
 pub use graph::{Graph, Tensor};
 pub use ops::loss::CrossEntropyOptions;
 pub use ops::{Binary, OpKind, ReduceKind, Reduction, Unary};
