@@ -47,10 +47,25 @@
 #define BP_VERSION_STRING "0.1.0"
 
 /**
+ * Data-parallel training state of one model on one rank (opaque): the flat parameter group and the
+ * host's collective. Made by `bp_data_parallel_new`, released by `bp_data_parallel_free`.
+ */
+typedef struct bp_data_parallel bp_data_parallel;
+
+/**
  * A graph: an arena of tensors and the record of the ops that made them. Opaque: C only holds
  * pointers to it, made by `bp_graph_new` and released by `bp_graph_free`.
  */
 typedef struct bp_graph bp_graph;
+
+/**
+ * A seeded, sharded mini-batch sampler over row indices (opaque): the toolkit's data loader without
+ * the data. Every epoch is a PyTorch `randperm` of the rows (with shuffling), the same on every rank;
+ * rank r takes positions r, r + N, r + 2N, … of it, padded with its beginning to a multiple of N
+ * (PyTorch's DistributedSampler): every rank gets ⌈rows / N⌉ rows per epoch, no row is dropped, and
+ * the union of the ranks' k-th batches is the k-th batch of N·B rows of one process.
+ */
+typedef struct bp_sampler bp_sampler;
 
 /**
  * The result of every fallible call: `BP_OK` (0) or one of the `BP_ERR_*` codes. The numbers are
@@ -77,6 +92,70 @@ typedef struct {
    */
   uint32_t generation;
 } bp_tensor;
+
+/**
+ * A collective callback: all-reduce (replace `buf[0..len]` on every rank with the elementwise sum over
+ * the ranks) or broadcast (replace it with rank 0's), in place. Returns 0 on success; any other value
+ * is a failure (a dead peer, a timeout), which makes the calling bp_ function fail with
+ * `BP_ERR_COLLECTIVE`. It must not block forever: give up after a timeout and return an error.
+ *
+ * Ownership: `buf` is lent to the callback for the call only; it must not keep the pointer.
+ */
+typedef int32_t (*bp_collective_fn)(void *user,
+                                    float *buf,
+                                    size_t len);
+
+/**
+ * The collective transport of data-parallel training, given by the host. The runtime calls
+ * `broadcast` once at startup (and at each `bp_data_parallel_sync_parameters`) and `all_reduce` once
+ * per step, on the whole flat buffer, then divides the summed gradients by `world_size` itself (so
+ * the callback must sum, not average). `user` is passed back to every call untouched. Every rank must
+ * make the same calls in the same order. With `world_size` 1 both callbacks may be NULL.
+ */
+typedef struct {
+  /**
+   * Passed to every callback; the library never reads it.
+   */
+  void *user;
+  /**
+   * This process's rank, 0 ≤ rank < world_size.
+   */
+  int32_t rank;
+  /**
+   * The number of ranks, at least 1.
+   */
+  int32_t world_size;
+  /**
+   * Sums `buf` over the ranks, in place.
+   */
+  bp_collective_fn all_reduce;
+  /**
+   * Copies rank 0's `buf` to every rank, in place.
+   */
+  bp_collective_fn broadcast;
+} bp_collective;
+
+/**
+ * Time and bytes spent in collectives by one rank (`bp_data_parallel_stats`).
+ */
+typedef struct {
+  /**
+   * All-reduce calls made.
+   */
+  uint64_t all_reduces;
+  /**
+   * Seconds spent inside the all-reduce callback (including waiting for slower ranks).
+   */
+  double all_reduce_seconds;
+  /**
+   * Bytes handed to the all-reduce callback in total.
+   */
+  uint64_t all_reduce_bytes;
+  /**
+   * Seconds spent inside the broadcast callback.
+   */
+  double broadcast_seconds;
+} bp_comm_stats;
 
 /**
  * How a loss reduces its per-element values, passed as a plain integer: one of `BP_REDUCTION_*`.
@@ -148,6 +227,12 @@ typedef int32_t bp_dtype;
  * The operation is not supported (yet).
  */
 #define BP_ERR_UNSUPPORTED 11
+
+/**
+ * A collective operation (all-reduce, broadcast) of data-parallel training failed: a callback returned
+ * an error, a peer rank died, or a timeout expired.
+ */
+#define BP_ERR_COLLECTIVE 12
 
 /**
  * IEEE float32, the training type.
@@ -264,9 +349,10 @@ bp_status bp_grad(bp_graph *graph,
 
 /**
  * Drops the tensor's gradient (PyTorch's `zero_grad(set_to_none=True)`); the next backward starts
- * from scratch.
+ * from scratch. A parameter of a `bp_data_parallel` keeps its gradient, a view of the flat gradient
+ * buffer: it is zeroed in place instead (`set_to_none=False`).
  *
- * Ownership: the old gradient handle becomes stale.
+ * Ownership: the old gradient handle becomes stale (except a flat gradient's, which stays valid).
  */
 bp_status bp_zero_grad(bp_graph *graph,
                        bp_tensor tensor);
@@ -329,6 +415,140 @@ const char *bp_status_name(bp_status status);
  * Ownership: nothing to own.
  */
 bp_status bp_debug_trigger_panic(void);
+
+/**
+ * Starts data-parallel training of the model whose parameters are `params[0..n_params]` (persistent
+ * float32 leaves that require grad, the same on every rank in the same order): flattens them into one
+ * contiguous buffer, gives each a `.grad` that is a view of a second one (from then on zero_grad
+ * zeroes it in place), and broadcasts the values from rank 0 through `collective->broadcast` (the
+ * startup synchronisation: every rank must call this). `*collective` is copied.
+ *
+ * Ownership: on success the caller owns `*dp_out` and releases it with `bp_data_parallel_free`;
+ * `collective->user` must stay valid until then. The graph must outlive it.
+ */
+bp_status bp_data_parallel_new(bp_graph *graph,
+                               const bp_tensor *params,
+                               size_t n_params,
+                               const bp_collective *collective,
+                               bp_data_parallel **dp_out);
+
+/**
+ * Releases a data-parallel state; `NULL` does nothing. The parameters stay flat (and keep working).
+ *
+ * Ownership: afterwards the pointer must not be used again.
+ */
+bp_status bp_data_parallel_free(bp_data_parallel *dp);
+
+/**
+ * Backward from the scalar `loss` (gradients accumulate into the flat gradient buffer), then one
+ * all-reduce of that buffer and a division by the world size: every rank holds the mean gradient.
+ * A failed callback returns `BP_ERR_COLLECTIVE` (the gradients are then garbage).
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_data_parallel_backward(bp_graph *graph,
+                                    bp_data_parallel *dp,
+                                    bp_tensor loss);
+
+/**
+ * The all-reduce and averaging of `bp_data_parallel_backward` alone, for a host that ran backward
+ * itself (e.g. several backwards to accumulate gradients before one reduction).
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_data_parallel_average_gradients(bp_graph *graph,
+                                             bp_data_parallel *dp);
+
+/**
+ * Broadcasts the parameters from rank 0 again (e.g. after rank 0 alone loaded a checkpoint).
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_data_parallel_sync_parameters(bp_graph *graph,
+                                           bp_data_parallel *dp);
+
+/**
+ * The flat parameter buffer: `*data_out` points to `*len_out` floats, every parameter's values one
+ * after the other in the order given to `bp_data_parallel_new`. The host may read and write it (an
+ * optimizer step, loading a checkpoint); this call counts as an in-place write to every parameter
+ * (their versions move), so call it again after each forward rather than keeping it across one.
+ *
+ * Ownership: the buffer belongs to the graph. The pointer stays valid until the next call that may
+ * change the graph (any bp_ call taking it); the library never reallocates the buffer, but do not
+ * rely on that beyond this contract.
+ */
+bp_status bp_data_parallel_parameters(bp_graph *graph,
+                                      bp_data_parallel *dp,
+                                      float **data_out,
+                                      size_t *len_out);
+
+/**
+ * The flat gradient buffer, laid out as the parameters (see `bp_data_parallel_parameters`; the same
+ * validity rule). After `bp_data_parallel_backward` it holds the mean gradient over the ranks.
+ *
+ * Ownership: as `bp_data_parallel_parameters`.
+ */
+bp_status bp_data_parallel_gradients(bp_graph *graph,
+                                     bp_data_parallel *dp,
+                                     float **data_out,
+                                     size_t *len_out);
+
+/**
+ * Writes the time and bytes this rank spent in collectives so far.
+ *
+ * Ownership: the caller owns `*stats_out`.
+ */
+bp_status bp_data_parallel_stats(bp_data_parallel *dp,
+                                 bp_comm_stats *stats_out);
+
+/**
+ * A sampler over `n_rows` rows in batches of `batch_size`, reshuffled every epoch with `seed` when
+ * `shuffle` is non-zero, sharded for `rank` of `world_size` (0 and 1 for no sharding). The last
+ * partial batch of an epoch is kept unless `drop_last` is non-zero.
+ *
+ * Ownership: on success the caller owns `*sampler_out` and releases it with `bp_sampler_free`.
+ */
+bp_status bp_sampler_new(size_t n_rows,
+                         size_t batch_size,
+                         int32_t shuffle,
+                         uint64_t seed,
+                         int32_t drop_last,
+                         int32_t rank,
+                         int32_t world_size,
+                         bp_sampler **sampler_out);
+
+/**
+ * Releases a sampler; `NULL` does nothing.
+ *
+ * Ownership: afterwards the pointer must not be used again.
+ */
+bp_status bp_sampler_free(bp_sampler *sampler);
+
+/**
+ * Starts the next epoch (draws its permutation when shuffling). Call it before the first batch.
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_sampler_start_epoch(bp_sampler *sampler);
+
+/**
+ * Writes the row indices of this rank's next batch into `rows_out[0..capacity]` and their number into
+ * `*count_out`: 0 at the end of the epoch. `capacity` must be at least the batch size.
+ *
+ * Ownership: the caller owns `rows_out` and `*count_out`.
+ */
+bp_status bp_sampler_next(bp_sampler *sampler,
+                          int64_t *rows_out,
+                          size_t capacity,
+                          size_t *count_out);
+
+/**
+ * Writes the number of batches this rank gets per epoch.
+ *
+ * Ownership: the caller owns `*count_out`.
+ */
+bp_status bp_sampler_batches_per_epoch(bp_sampler *sampler,
+                                       size_t *count_out);
 
 /**
  * Makes a new, empty graph: no memory limit, gradient recording on, random generator seeded with 0.

@@ -22,6 +22,7 @@
 pub mod autograd;
 pub mod data;
 pub mod dot;
+pub mod distributed;
 pub mod dtype;
 pub mod error;
 pub mod ffi;

@@ -121,9 +121,10 @@ pub extern "C" fn bp_grad(graph: *mut bp_graph, tensor: Tensor, grad_out: *mut T
 }
 
 /// Drops the tensor's gradient (PyTorch's `zero_grad(set_to_none=True)`); the next backward starts
-/// from scratch.
+/// from scratch. A parameter of a `bp_data_parallel` keeps its gradient, a view of the flat gradient
+/// buffer: it is zeroed in place instead (`set_to_none=False`).
 ///
-/// Ownership: the old gradient handle becomes stale.
+/// Ownership: the old gradient handle becomes stale (except a flat gradient's, which stays valid).
 #[no_mangle]
 pub extern "C" fn bp_zero_grad(graph: *mut bp_graph, tensor: Tensor) -> bp_status {
     boundary(|| with_graph(graph, |g| g.zero_grad(tensor)))
