@@ -8,7 +8,7 @@
 #       as memcheck.<name>, run under valgrind memcheck, failing on any error or definite/indirect leak,
 #       with the extra label "memcheck".
 #
-# Labels in use: c, cpp, go, example, install, memcheck. `ctest -L c` runs the C tests,
+# Labels in use: c, cpp, go, example, install, memcheck, mpi. `ctest -L c` runs the C tests,
 # `ctest -LE memcheck` everything but the valgrind pass.
 
 find_program(BP_VALGRIND valgrind)

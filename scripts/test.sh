@@ -3,10 +3,12 @@
 #   1. cargo test                     (the Rust engine, the FFI module, the header drift check)
 #   2. cmake configure + build        (cargo build --release through CMake, every C/C++/Go test program)
 #   3. ctest                          (C tests, examples, install test, and every test again under
-#                                      valgrind memcheck; C++ and Go tests once registered)
+#                                      valgrind memcheck; C++ and Go tests once registered; the MPI
+#                                      data-parallel tests, label mpi, under mpirun -np 2)
 #   4. tests/python/run.sh            (checkpoints against the reference safetensors implementation;
 #                                      a PyTorch round trip where torch is installed, else SKIPPED)
-# Needs cargo, cmake, a C and C++ compiler, pkg-config and valgrind (installed with apt-get if missing).
+# Needs cargo, cmake, a C and C++ compiler, pkg-config, valgrind and Open MPI (the last two installed
+# with apt-get if missing).
 # Environment: BP_BUILD_DIR (default <repo>/build), BP_JOBS (default: number of CPUs).
 set -euo pipefail
 
@@ -22,12 +24,20 @@ if ! command -v valgrind >/dev/null 2>&1; then
     $sudo apt-get install -y -qq valgrind
 fi
 
+if ! command -v mpicc >/dev/null 2>&1 || ! command -v mpirun >/dev/null 2>&1; then
+    echo "test.sh: Open MPI is missing; installing it with apt-get (for the data-parallel tests)" >&2
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenmpi-dev openmpi-bin
+fi
+
 cd "$root"
 echo "== cargo test"
 cargo test
 
 echo "== cmake configure and build ($build)"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBP_MEMCHECK=ON -DBP_REQUIRE_MEMCHECK=ON
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBP_MEMCHECK=ON -DBP_REQUIRE_MEMCHECK=ON -DBP_REQUIRE_MPI=ON
 cmake --build "$build" --parallel "$jobs"
 
 echo "== ctest (every label, memcheck included)"
