@@ -12,7 +12,7 @@
 //! threads at once makes one of the calls fail instead of racing. Separate graphs share nothing, so
 //! there is no global lock on the hot path (the queue's mutex is taken only by `_new` and `_free`).
 
-use super::boundary::{boundary, error, slice_out, Out};
+use super::boundary::{boundary, error, slice_in, slice_out, Out};
 use super::bp_status;
 use crate::error::{ErrorKind, Result};
 use crate::graph::{Graph, Tensor};
@@ -260,6 +260,49 @@ pub extern "C" fn bp_graph_manual_seed(graph: *mut bp_graph, seed: u64) -> bp_st
     }))
 }
 
+/// The number of `uint32_t` words in a saved random-generator state.
+pub const BP_GENERATOR_STATE_WORDS: usize = 630;
+
+/// Copies the whole state of the graph's random generator (seed, position, cached normal sample and
+/// the 624 Mersenne Twister words) into `words_out[0..len]`; `len` must be `BP_GENERATOR_STATE_WORDS`.
+/// Restoring it with `bp_graph_set_generator_state` makes the generator continue exactly from here
+/// (for checkpoints that resume bit for bit).
+///
+/// Ownership: the caller owns `words_out`; the library keeps no pointer to it.
+#[no_mangle]
+pub extern "C" fn bp_graph_get_generator_state(graph: *mut bp_graph, words_out: *mut u32, len: usize) -> bp_status {
+    boundary(|| {
+        if len != BP_GENERATOR_STATE_WORDS {
+            return Err(error(ErrorKind::InvalidArgument, format!("the state has {} words, not {}", BP_GENERATOR_STATE_WORDS, len)));
+        }
+        let dst = slice_out(words_out, len, "words_out")?;
+        let words = with_graph(graph, |g| Ok(g.generator().to_words()))?;
+        if words.len() != len {
+            return Err(error(ErrorKind::Internal, "the generator state changed size"));
+        }
+        dst.copy_from_slice(&words);
+        Ok(())
+    })
+}
+
+/// Replaces the graph's random generator with a state saved by `bp_graph_get_generator_state`
+/// (`len` must be `BP_GENERATOR_STATE_WORDS`). Malformed words fail with `BP_ERR_FORMAT` and leave the
+/// generator unchanged.
+///
+/// Ownership: `words` is only read during the call.
+#[no_mangle]
+pub extern "C" fn bp_graph_set_generator_state(graph: *mut bp_graph, words: *const u32, len: usize) -> bp_status {
+    boundary(|| {
+        let src = slice_in(words, len, "words")?;
+        let gen = crate::rng::Generator::from_words(src)
+            .ok_or_else(|| error(ErrorKind::Format, format!("not a generator state ({} words; {} expected)", len, BP_GENERATOR_STATE_WORDS)))?;
+        with_graph(graph, |g| {
+            g.set_generator(gen);
+            Ok(())
+        })
+    })
+}
+
 /// Turns gradient recording on or off (off is PyTorch's `torch.no_grad()`): with it off, ops record
 /// nothing and their results do not require grad. Writes the previous setting to `*previous_out` when
 /// it is not NULL, so that a caller can restore it.
@@ -339,6 +382,11 @@ mod tests {
         let mut g = std::ptr::null_mut();
         assert_eq!(bp_graph_new(&mut g), BP_OK);
         g
+    }
+
+    #[test]
+    fn generator_state_size_matches_the_engine() {
+        assert_eq!(crate::rng::Generator::new(5).to_words().len(), BP_GENERATOR_STATE_WORDS);
     }
 
     #[test]
