@@ -47,15 +47,15 @@
 #define BP_VERSION_STRING "0.1.0"
 
 /**
- * The number of `uint32_t` words in a saved random-generator state.
- */
-#define BP_GENERATOR_STATE_WORDS 630
-
-/**
  * A graph: an arena of tensors and the record of the ops that made them. Opaque: C only holds
  * pointers to it, made by `bp_graph_new` and released by `bp_graph_free`.
  */
 typedef struct bp_graph bp_graph;
+
+/**
+ * The number of `uint32_t` words in a saved random-generator state.
+ */
+#define BP_GENERATOR_STATE_WORDS 630
 
 /**
  * The result of every fallible call: `BP_OK` (0) or one of the `BP_ERR_*` codes. The numbers are

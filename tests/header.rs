@@ -17,7 +17,10 @@ fn generate() -> String {
          /** BP_VERSION_MAJOR * 10000 + BP_VERSION_MINOR * 100 + BP_VERSION_PATCH, comparable with bp_version(). */\n\
          #define BP_VERSION_NUMBER {number}\n\
          /** The version as a string, comparable with bp_version_string(). */\n\
-         #define BP_VERSION_STRING \"{version}\"",
+         #define BP_VERSION_STRING \"{version}\"\n\n\
+         /**\n * A graph: an arena of tensors and the record of the ops that made them. Opaque: C only holds\n \
+         * pointers to it, made by `bp_graph_new` and released by `bp_graph_free`.\n */\n\
+         typedef struct bp_graph bp_graph;",
         number = major * 10000 + minor * 100 + patch,
         version = env!("CARGO_PKG_VERSION"),
     ));

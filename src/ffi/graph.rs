@@ -30,6 +30,8 @@ const REUSE_DELAY: usize = 64;
 
 /// A graph: an arena of tensors and the record of the ops that made them. Opaque: C only holds
 /// pointers to it, made by `bp_graph_new` and released by `bp_graph_free`.
+// repr(C) pins `magic` at offset 0, so checking a forged pointer reads only its first 8 bytes.
+#[repr(C)]
 pub struct bp_graph {
     magic: u64,
     live: AtomicBool,
@@ -67,13 +69,16 @@ fn lock_shell<'a>(g: *mut bp_graph) -> Result<BusyGuard<'a>> {
         return Err(error(ErrorKind::InvalidHandle, "the graph pointer is forged: it is not aligned like a bp_graph"));
     }
     // SAFETY: the C contract is that `g` came from bp_graph_new. Shells are never deallocated, so even
-    // after bp_graph_free this memory is a live shell; `magic` is written once before the pointer is
-    // handed out and never changed. For a pointer that did not come from bp_graph_new this read is the
-    // best-effort forgery check described in the module doc.
-    let shell: &'a bp_graph = unsafe { &*g };
-    if shell.magic != MAGIC {
+    // after bp_graph_free this memory is a live shell; `magic` (offset 0, repr(C)) is written once before
+    // the pointer is handed out and never changed. Only those 8 bytes are read before the check, through
+    // a raw pointer: for a pointer that did not come from bp_graph_new this is the best-effort forgery
+    // check described in the module doc, and no reference to a whole bp_graph is formed yet.
+    let magic = unsafe { std::ptr::addr_of!((*g).magic).read_volatile() };
+    if magic != MAGIC {
         return Err(error(ErrorKind::InvalidHandle, "the graph pointer is forged: it does not point to a bp_graph"));
     }
+    // SAFETY: the magic number says this is a shell, and shells live for the rest of the process.
+    let shell: &'a bp_graph = unsafe { &*g };
     if shell.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
         return Err(error(ErrorKind::InvalidArgument, "the graph is being used by another thread right now; a graph must be used by one thread at a time"));
     }
