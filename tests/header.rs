@@ -109,7 +109,7 @@ fn every_exported_function_is_called_from_c() {
     let header = generate();
     let mut missing = Vec::new();
     let mut names = 0;
-    for line in header.lines().filter(|l| !l.starts_with(' ') && !l.starts_with('#') && l.contains('(')) {
+    for line in header.lines().filter(|l| !l.starts_with([' ', '#', '/', '*']) && l.contains('(')) {
         // The function name is the identifier right before the first '('.
         let head = &line[..line.find('(').unwrap()];
         let name: String = head.chars().rev().take_while(|&c| is_ident(c)).collect::<Vec<_>>().into_iter().rev().collect();
@@ -121,6 +121,6 @@ fn every_exported_function_is_called_from_c() {
             missing.push(name);
         }
     }
-    assert!(names > 90, "only {} functions found in the header: the parsing above is broken", names);
+    assert!(names >= 98, "only {} functions found in the header: the parsing above is broken", names);
     assert!(missing.is_empty(), "no C test calls: {:?}", missing);
 }
