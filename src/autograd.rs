@@ -276,7 +276,11 @@ impl Graph {
                 for (k, &t) in inputs.iter().enumerate() {
                     needs[k] = self.entry(t).map(|e| e.requires_grad).unwrap_or(false);
                 }
-                let mut grads = self.op_backward(&node.op, out, g, needs)?;
+                let mut grads = self.op_backward(&node.op, out, g, needs).map_err(|e| match e.kind() {
+                    // A backward is made of ops; name the op whose backward it is.
+                    crate::ErrorKind::Anomaly => err!(Anomaly, "anomaly in the backward of '{}': {}", node.op.kind().name(), e.message()),
+                    _ => e,
+                })?;
                 // An op may hand the same tensor to two inputs (add's backward passes g to both);
                 // each input must own its gradient, so later duplicates become copies.
                 for k in 1..grads.len() {

@@ -20,12 +20,16 @@
 #![warn(missing_docs)]
 
 pub mod autograd;
+pub mod data;
 pub mod dot;
 pub mod dtype;
 pub mod error;
 pub mod ffi;
 pub mod graph;
+pub mod io;
 pub mod kernels;
+pub mod nn;
+pub mod optim;
 pub mod ops;
 pub mod rng;
 pub mod shape;

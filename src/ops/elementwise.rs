@@ -380,6 +380,9 @@ impl Graph {
 
 /// out[i] = f(a[i'], b[i'']) over the broadcast shape, with fast paths for the common layouts.
 pub(crate) fn broadcast_zip<T: Copy>(a: &[T], sa: &Shape, b: &[T], sb: &Shape, shape: &Shape, out: &mut [T], f: impl Fn(T, T) -> T) {
+    if out.is_empty() {
+        return;
+    }
     if sa == sb {
         for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
             *o = f(x, y);

@@ -52,17 +52,18 @@ impl Graph {
         if k != k2 {
             bail!(ShapeMismatch, "matmul: {:?}{} and {:?}{} do not chain ({} vs {})", sa, if ta { "ᵀ" } else { "" }, sb, if tb { "ᵀ" } else { "" }, k, k2);
         }
-        let lead = if oa.batch >= ob.batch && sa.rank() >= sb.rank() { &sa } else { &sb };
-        if oa.batch != ob.batch && oa.batch != 1 && ob.batch != 1 || (sa.rank() > 2 && sb.rank() > 2 && sa.dims()[..sa.rank() - 2] != sb.dims()[..sb.rank() - 2]) {
+        // Batch dimensions: both operands have the same ones, or one operand is a plain matrix.
+        if sa.rank() > 2 && sb.rank() > 2 && sa.dims()[..sa.rank() - 2] != sb.dims()[..sb.rank() - 2] {
             bail!(ShapeMismatch, "matmul: batch dimensions of {:?} and {:?} differ", sa, sb);
         }
+        let lead = if sa.rank() > 2 { &sa } else { &sb };
         if self.dtype(a)? != self.dtype(b)? {
             bail!(DType, "matmul: operands of different dtypes");
         }
         let mut out_dims: Vec<usize> = lead.dims()[..lead.rank() - 2].to_vec();
         out_dims.extend_from_slice(&[m, n]);
         let out_shape = Shape::new(&out_dims)?;
-        let batch = oa.batch.max(ob.batch);
+        let batch = if sa.rank() > 2 { oa.batch } else { ob.batch };
         float_dispatch!(self.dtype(a)?, T => {
             let mut out = self.alloc::<T>(out_shape.numel())?;
             let (xa, xb) = (self.data::<T>(a)?, self.data::<T>(b)?);
@@ -108,7 +109,7 @@ impl Graph {
         self.sum_to(d, dims)
     }
 
-    /// x·Wᵀ + b for x of shape [.., in], W [out, in], b [out] (optional), in one fused pass.
+    /// x·Wᵀ + b for x of shape `[.., in]`, W `[out, in]`, b `[out]` (optional), in one fused pass.
     pub fn linear(&mut self, x: Tensor, w: Tensor, b: Option<Tensor>) -> Result<Tensor> {
         let (sx, sw) = (self.shape(x)?, self.shape(w)?);
         if sx.rank() < 2 {

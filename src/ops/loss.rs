@@ -112,7 +112,7 @@ impl Graph {
         Ok(vec![if needs[0] { Some(da) } else { None }, db])
     }
 
-    /// Cross-entropy of logits [N, C] against int64 class indices [N], mean over samples.
+    /// Cross-entropy of logits `[N, C]` against int64 class indices `[N]`, mean over samples.
     pub fn cross_entropy(&mut self, logits: Tensor, target: Tensor) -> Result<Tensor> {
         self.cross_entropy_with(logits, target, CrossEntropyOptions::default())
     }

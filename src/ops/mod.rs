@@ -1,4 +1,4 @@
-//! The op registry. [`Op`] names every differentiable operation with its inputs and typed parameters;
+//! The op registry. `Op` names every differentiable operation with its inputs and typed parameters;
 //! an op's forward and backward sit side by side in the file of its family. Every match over `Op` is
 //! exhaustive (no catch-all arm), so a new op cannot be added without its inputs, its saved values, its
 //! backward and its gradient check (see `tests/gradcheck.rs`, which iterates over [`OpKind::ALL`]).

@@ -44,6 +44,9 @@ fn reduced_strides(shape: &Shape, mask: u8) -> [usize; MAX_RANK] {
 /// Sums `x` (of `shape`) over the dimensions in `mask` into `out` (zeroed first).
 pub(crate) fn sum_into<T: Float>(x: &[T], shape: &Shape, mask: u8, out: &mut [T]) {
     out.iter_mut().for_each(|o| *o = T::ZERO);
+    if out.is_empty() || x.is_empty() {
+        return;
+    }
     let r = shape.rank();
     let all = ((1u16 << r) - 1) as u8;
     if mask == all || out.len() == 1 {
