@@ -6,7 +6,9 @@
  * Prints one line per epoch (epoch, loss, train and test accuracy, samples per second), the training
  * time, and saves a checkpoint. Exits with 1 when the test accuracy is below 97%.
  *
- * Usage: digits DATA_DIR [CHECKPOINT_PATH]      (DATA_DIR holds digits.csv and digits_test_rows.txt)
+ * Usage: digits DATA_DIR [CHECKPOINT_PATH [EPOCHS]]   (DATA_DIR holds digits.csv and digits_test_rows.txt)
+ * EPOCHS defaults to the recipe's 30; the 97% requirement applies only then (a shorter run, as the
+ * valgrind pass uses, checks the mechanics).
  * Build: cc digits.c $(pkg-config --cflags --libs bp) */
 #define _POSIX_C_SOURCE 199309L
 #include <bp.h>
@@ -51,7 +53,7 @@ int main(int argc, char **argv) {
     static size_t test_rows[MAX_ROWS];
     size_t n_test = 0, n_train = 0, dim = 0, batches = 0;
     double *mean = NULL, *std = NULL, train_seconds = 0, test_acc = 0;
-    int rc = 1, epoch;
+    int rc = 1, epoch, epochs = argc > 3 ? atoi(argv[3]) : EPOCHS;
     FILE *f;
     bp_dataset *all = NULL, *train = NULL, *test = NULL;
     bp_graph *g = NULL;
@@ -59,6 +61,10 @@ int main(int argc, char **argv) {
     bp_optimizer *opt = NULL;
     bp_loader *loader = NULL;
 
+    if (epochs < 1) {
+        fprintf(stderr, "EPOCHS must be a positive number\n");
+        return 1;
+    }
     snprintf(path, sizeof path, "%s/digits_test_rows.txt", dir);
     f = fopen(path, "r");
     if (!f) {
@@ -90,7 +96,7 @@ int main(int argc, char **argv) {
     TRY(bp_loader_new(n_train, BATCH, true, 0, &loader));
     TRY(bp_loader_batches_per_epoch(loader, &batches));
 
-    for (epoch = 1; epoch <= EPOCHS; epoch++) {
+    for (epoch = 1; epoch <= epochs; epoch++) {
         double t0, dt, loss_sum = 0, train_acc = 0;
         size_t seen = 0;
         bool more = true;
@@ -122,11 +128,11 @@ int main(int argc, char **argv) {
         printf("epoch %2d  loss %.4f  train acc %6.2f%%  test acc %6.2f%%  %8.0f samples/s\n", epoch,
                loss_sum / (double)seen, 100.0 * train_acc, 100.0 * test_acc, (double)seen / dt);
     }
-    printf("training time %.3f s (%d epochs, %zu steps)\n", train_seconds, EPOCHS, (size_t)EPOCHS * batches);
+    printf("training time %.3f s (%d epochs, %zu steps)\n", train_seconds, epochs, (size_t)epochs * batches);
     printf("final test accuracy %.2f%%\n", 100.0 * test_acc);
     TRY(bp_checkpoint_save(ckpt, g, model, opt, NULL, loader));
     printf("checkpoint saved to %s\n", ckpt);
-    if (test_acc < 0.97) {
+    if (epochs == EPOCHS && test_acc < 0.97) {
         fprintf(stderr, "test accuracy %.2f%% is below 97%%\n", 100.0 * test_acc);
     } else {
         rc = 0;
