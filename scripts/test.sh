@@ -4,6 +4,8 @@
 #   2. cmake configure + build        (cargo build --release through CMake, every C/C++/Go test program)
 #   3. ctest                          (C tests, examples, install test, and every test again under
 #                                      valgrind memcheck; C++ and Go tests once registered)
+#   4. tests/python/run.sh            (checkpoints against the reference safetensors implementation;
+#                                      a PyTorch round trip where torch is installed, else SKIPPED)
 # Needs cargo, cmake, a C and C++ compiler, pkg-config and valgrind (installed with apt-get if missing).
 # Environment: BP_BUILD_DIR (default <repo>/build), BP_JOBS (default: number of CPUs).
 set -euo pipefail
@@ -31,3 +33,6 @@ cmake --build "$build" --parallel "$jobs"
 echo "== ctest (every label, memcheck included)"
 cd "$build"
 ctest --output-on-failure --parallel "$jobs"
+
+echo "== checkpoint interop (safetensors reference implementation)"
+bash "$root/tests/python/run.sh" "$build"
