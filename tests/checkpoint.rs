@@ -288,3 +288,27 @@ fn random_corruption_never_panics_and_a_refused_file_changes_nothing() {
         }
     }
 }
+
+#[test]
+fn optimizer_state_missing_a_buffer_is_refused() {
+    let d = data();
+    let mut src = setup(10);
+    train(&mut src, &d, 2);
+    let dir = TmpDir::new("incomplete");
+    let path = dir.file();
+    save(&src, &path);
+    let mut st = SafeTensors::read(&path).unwrap();
+    st.tensors.retain(|(n, _)| n != "optim.0.weight.exp_avg_sq");
+    st.write(&path).unwrap();
+    let mut r = setup(11);
+    let before = snapshot(&r);
+    let e = load(&mut r, &path).unwrap_err();
+    assert!(e.message().contains("incomplete") && e.message().contains("0.weight"), "{}", e);
+    assert!(snapshot(&r) == before);
+    // Without its first buffer the others would be unexpected tensors: refused too.
+    let mut st = SafeTensors::read(&path).unwrap();
+    st.tensors.retain(|(n, _)| !n.starts_with("optim.0.weight.exp_avg"));
+    st.write(&path).unwrap();
+    assert_eq!(load(&mut r, &path).unwrap_err().kind(), ErrorKind::Format);
+    assert!(snapshot(&r) == before);
+}

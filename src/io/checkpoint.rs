@@ -266,7 +266,8 @@ fn validate_and_restore(st: &SafeTensors, g: &mut Graph, model: &Sequential, par
                     bufs.push(take(st, &name, StDtype::F32, &s.dims)?.to_f32()?);
                     known.push(name);
                 }
-                if !bufs.is_empty() && bufs.len() != state.buffer_names.len() {
+                let required = step > 0 && opt.stepped_state_has_buffers();
+                if (required || !bufs.is_empty()) && bufs.len() != state.buffer_names.len() {
                     bail!(Format, "optimizer state of {:?} is incomplete: {} of its buffers {:?}", s.name, bufs.len(), state.buffer_names);
                 }
                 slots.push((step, bufs));

@@ -89,6 +89,9 @@ impl Optimizer for Sgd {
     fn kind(&self) -> &'static str {
         "sgd"
     }
+    fn stepped_state_has_buffers(&self) -> bool {
+        false
+    }
     fn state(&self) -> &ParamStates {
         &self.state
     }
