@@ -211,6 +211,13 @@ fn a_checkpoint_of_another_model_or_optimizer_is_rejected_untouched() {
     assert!(e.message().contains("adamw") && e.message().contains("sgd"), "{}", e);
     assert_eq!(params(&r), before);
 
+    // Same optimizer with other hyperparameters.
+    let mut other_betas = Adam::new(&r.g, r.model.named_parameters(), AdamConfig { beta2: 0.99, weight_decay: 0.01, ..AdamConfig::adamw(0.01) }).unwrap();
+    let parts = TrainingPartsMut { optimizer: Some(&mut other_betas), ..Default::default() };
+    let e = io::load_checkpoint(&path, &mut r.g, &r.model, parts).unwrap_err();
+    assert!(e.message().contains("beta2=0.999") && e.message().contains("beta2=0.99 "), "{}", e);
+    assert_eq!(params(&r), before);
+
     // A weights-only file has no optimizer state to resume from.
     io::save_weights(&path, &src.g, &src.model).unwrap();
     assert_eq!(load(&mut r, &path).unwrap_err().kind(), ErrorKind::Format);
