@@ -7,8 +7,8 @@
 #                                      data-parallel tests, label mpi, under mpirun -np 2)
 #   4. tests/python/run.sh            (checkpoints against the reference safetensors implementation;
 #                                      a PyTorch round trip where torch is installed, else SKIPPED)
-# Needs cargo, cmake, a C and C++ compiler, pkg-config, valgrind and Open MPI (the last two installed
-# with apt-get if missing).
+# Needs cargo, cmake, a C and C++ compiler; valgrind, pkg-config and Open MPI are installed with apt-get
+# if missing.
 # Environment: BP_BUILD_DIR (default <repo>/build), BP_JOBS (default: number of CPUs).
 set -euo pipefail
 
@@ -16,20 +16,19 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BP_BUILD_DIR:-$root/build}
 jobs=${BP_JOBS:-$(nproc 2>/dev/null || echo 2)}
 
-if ! command -v valgrind >/dev/null 2>&1; then
-    echo "test.sh: valgrind is missing; installing it with apt-get" >&2
+# valgrind runs the memcheck pass; pkg-config is used by the install test; Open MPI (mpicc, mpirun) by
+# the data-parallel tests (label mpi).
+missing=""
+command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
+command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
+{ command -v mpicc && command -v mpirun; } >/dev/null 2>&1 || missing="$missing libopenmpi-dev openmpi-bin"
+if [ -n "$missing" ]; then
+    echo "test.sh: installing$missing with apt-get" >&2
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
     $sudo apt-get update -qq
-    $sudo apt-get install -y -qq valgrind
-fi
-
-if ! command -v mpicc >/dev/null 2>&1 || ! command -v mpirun >/dev/null 2>&1; then
-    echo "test.sh: Open MPI is missing; installing it with apt-get (for the data-parallel tests)" >&2
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenmpi-dev openmpi-bin
+    # shellcheck disable=SC2086
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
 fi
 
 cd "$root"

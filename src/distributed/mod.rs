@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 /// The collectives data-parallel training needs. Every rank calls each method in the same order with
 /// buffers of the same length; an implementation must fail (rather than block forever) when a peer
 /// does not take part, with an error of kind [`ErrorKind::Collective`](crate::ErrorKind::Collective).
-pub trait Collective {
+/// `Send`, so that a training state can move between threads (the C ABI's objects may).
+pub trait Collective: Send {
     /// This process's rank, 0-based.
     fn rank(&self) -> usize;
     /// The number of ranks.

@@ -1,12 +1,13 @@
 //! The C ABI of data-parallel training: a collective hook (two callbacks with user data) plugged into
-//! [`DataParallel`], the flat parameter and gradient buffers as pointers, and the sharded sampler.
+//! [`DataParallel`], the flat parameter and gradient buffers as pointers, and sharding of a `bp_loader`.
 //! The core library calls the callbacks and knows nothing of the transport (MPI, NCCL, Gloo, sockets):
 //! `examples/mpi/bp_mpi.c` is a ready MPI implementation.
 
-use super::boundary::{boundary, error, slice_in, slice_out, Out};
+use super::boundary::{boundary, error, slice_in, Out};
+use super::data::bp_loader;
 use super::graph::with_graph;
+use super::object::{free_object, impl_object, new_object, with_object, Shell};
 use super::bp_status;
-use crate::data::DataLoader;
 use crate::distributed::{Collective, CommStats, DataParallel};
 use crate::error::{ErrorKind, Result};
 use crate::graph::Tensor;
@@ -24,7 +25,8 @@ pub type bp_collective_fn = Option<unsafe extern "C" fn(user: *mut c_void, buf: 
 /// `broadcast` once at startup (and at each `bp_data_parallel_sync_parameters`) and `all_reduce` once
 /// per step, on the whole flat buffer, then divides the summed gradients by `world_size` itself (so
 /// the callback must sum, not average). `user` is passed back to every call untouched. Every rank must
-/// make the same calls in the same order. With `world_size` 1 both callbacks may be NULL.
+/// make the same calls in the same order. With `world_size` 1 both callbacks may be NULL. The callbacks
+/// run on the thread that calls the bp_data_parallel function (which may differ from call to call).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct bp_collective {
@@ -44,6 +46,11 @@ pub struct bp_collective {
 struct HostCollective {
     c: bp_collective,
 }
+
+// SAFETY: a bp_data_parallel may be used from any thread (one at a time, enforced by its shell's busy
+// flag); the header tells the host that its callbacks and `user` are called on whichever thread makes
+// the call, which is the host's contract to honour.
+unsafe impl Send for HostCollective {}
 
 impl HostCollective {
     fn call(&self, f: bp_collective_fn, what: &str, buf: &mut [f32]) -> Result<()> {
@@ -82,33 +89,19 @@ impl Collective for HostCollective {
     }
 }
 
-const DP_MAGIC: u64 = 0x6270_6470_6172_616c; // "bpdparal"
-
 /// Data-parallel training state of one model on one rank (opaque): the flat parameter group and the
-/// host's collective. Made by `bp_data_parallel_new`, released by `bp_data_parallel_free`.
-pub struct bp_data_parallel {
-    magic: u64,
-    dp: DataParallel,
-}
-
-fn with_dp<R>(dp: *mut bp_data_parallel, f: impl FnOnce(&mut DataParallel) -> Result<R>) -> Result<R> {
-    if dp.is_null() || (dp as usize) % std::mem::align_of::<bp_data_parallel>() != 0 {
-        return Err(error(ErrorKind::InvalidArgument, "the bp_data_parallel pointer is NULL or misaligned"));
-    }
-    // SAFETY: non-null and aligned; the C contract is that it came from bp_data_parallel_new, was not
-    // freed, and is used by one thread at a time (as its graph is).
-    let d = unsafe { &mut *dp };
-    if d.magic != DP_MAGIC {
-        return Err(error(ErrorKind::InvalidHandle, "the pointer is not a live bp_data_parallel"));
-    }
-    f(&mut d.dp)
-}
+/// host's collective. Made by `bp_data_parallel_new`, released by `bp_data_parallel_free`; a use after
+/// free is detected as for every toolkit object.
+pub struct bp_data_parallel(Shell<DataParallel>);
+impl_object!(bp_data_parallel, DataParallel, 0x6270_5f64_7061_7261);
 
 /// Starts data-parallel training of the model whose parameters are `params[0..n_params]` (persistent
 /// float32 leaves that require grad, the same on every rank in the same order): flattens them into one
 /// contiguous buffer, gives each a `.grad` that is a view of a second one (from then on zero_grad
 /// zeroes it in place), and broadcasts the values from rank 0 through `collective->broadcast` (the
 /// startup synchronisation: every rank must call this). `*collective` is copied.
+///
+/// When the broadcast fails (`BP_ERR_COLLECTIVE`) the parameters are already flat; the job should stop.
 ///
 /// Ownership: on success the caller owns `*dp_out` and releases it with `bp_data_parallel_free`;
 /// `collective->user` must stay valid until then. The graph must outlive it.
@@ -135,29 +128,18 @@ pub extern "C" fn bp_data_parallel_new(
             return Err(error(ErrorKind::InvalidArgument, "a world of more than one rank needs both callbacks"));
         }
         let dp = with_graph(graph, |g| DataParallel::new(g, params, Box::new(HostCollective { c })))?;
-        out.write(Box::into_raw(Box::new(bp_data_parallel { magic: DP_MAGIC, dp })));
+        out.write(new_object::<bp_data_parallel>(dp));
         Ok(())
     })
 }
 
-/// Releases a data-parallel state; `NULL` does nothing. The parameters stay flat (and keep working).
+/// Releases a data-parallel state; NULL does nothing; freeing twice returns `BP_ERR_INVALID_HANDLE`.
+/// The parameters stay flat (and keep working).
 ///
-/// Ownership: afterwards the pointer must not be used again.
+/// Ownership: afterwards the pointer must not be used (a use is detected).
 #[no_mangle]
 pub extern "C" fn bp_data_parallel_free(dp: *mut bp_data_parallel) -> bp_status {
-    if dp.is_null() {
-        return super::BP_OK;
-    }
-    boundary(|| {
-        with_dp(dp, |_| Ok(()))?;
-        // SAFETY: checked live above; it was made by Box::into_raw in bp_data_parallel_new. The magic
-        // is cleared first so that a use after free is more likely to be caught than to go unnoticed.
-        unsafe {
-            (*dp).magic = 0;
-            drop(Box::from_raw(dp));
-        }
-        Ok(())
-    })
+    boundary(|| free_object(dp))
 }
 
 /// Backward from the scalar `loss` (gradients accumulate into the flat gradient buffer), then one
@@ -167,7 +149,7 @@ pub extern "C" fn bp_data_parallel_free(dp: *mut bp_data_parallel) -> bp_status 
 /// Ownership: nothing to own.
 #[no_mangle]
 pub extern "C" fn bp_data_parallel_backward(graph: *mut super::bp_graph, dp: *mut bp_data_parallel, loss: Tensor) -> bp_status {
-    boundary(|| with_dp(dp, |d| with_graph(graph, |g| d.backward(g, loss))))
+    boundary(|| with_object(dp, |d: &mut DataParallel| with_graph(graph, |g| d.backward(g, loss))))
 }
 
 /// The all-reduce and averaging of `bp_data_parallel_backward` alone, for a host that ran backward
@@ -176,7 +158,7 @@ pub extern "C" fn bp_data_parallel_backward(graph: *mut super::bp_graph, dp: *mu
 /// Ownership: nothing to own.
 #[no_mangle]
 pub extern "C" fn bp_data_parallel_average_gradients(graph: *mut super::bp_graph, dp: *mut bp_data_parallel) -> bp_status {
-    boundary(|| with_dp(dp, |d| with_graph(graph, |g| d.average_gradients(g))))
+    boundary(|| with_object(dp, |d: &mut DataParallel| with_graph(graph, |g| d.average_gradients(g))))
 }
 
 /// Broadcasts the parameters from rank 0 again (e.g. after rank 0 alone loaded a checkpoint).
@@ -184,7 +166,7 @@ pub extern "C" fn bp_data_parallel_average_gradients(graph: *mut super::bp_graph
 /// Ownership: nothing to own.
 #[no_mangle]
 pub extern "C" fn bp_data_parallel_sync_parameters(graph: *mut super::bp_graph, dp: *mut bp_data_parallel) -> bp_status {
-    boundary(|| with_dp(dp, |d| with_graph(graph, |g| d.sync_parameters(g))))
+    boundary(|| with_object(dp, |d: &mut DataParallel| with_graph(graph, |g| d.sync_parameters(g))))
 }
 
 /// The flat parameter buffer: `*data_out` points to `*len_out` floats, every parameter's values one
@@ -204,7 +186,7 @@ pub extern "C" fn bp_data_parallel_parameters(
 ) -> bp_status {
     boundary(|| {
         let (data_out, len_out) = (Out::new(data_out, "data_out")?, Out::new(len_out, "len_out")?);
-        let (p, n) = with_dp(dp, |d| with_graph(graph, |g| g.flat_params_mut::<f32>(d.flat()).map(|s| (s.as_mut_ptr(), s.len()))))?;
+        let (p, n) = with_object(dp, |d: &mut DataParallel| with_graph(graph, |g| g.flat_params_mut::<f32>(d.flat()).map(|s| (s.as_mut_ptr(), s.len()))))?;
         data_out.write(p);
         len_out.write(n);
         Ok(())
@@ -224,7 +206,7 @@ pub extern "C" fn bp_data_parallel_gradients(
 ) -> bp_status {
     boundary(|| {
         let (data_out, len_out) = (Out::new(data_out, "data_out")?, Out::new(len_out, "len_out")?);
-        let (p, n) = with_dp(dp, |d| with_graph(graph, |g| g.flat_grads_mut::<f32>(d.flat()).map(|s| (s.as_mut_ptr(), s.len()))))?;
+        let (p, n) = with_object(dp, |d: &mut DataParallel| with_graph(graph, |g| g.flat_grads_mut::<f32>(d.flat()).map(|s| (s.as_mut_ptr(), s.len()))))?;
         data_out.write(p);
         len_out.write(n);
         Ok(())
@@ -252,7 +234,7 @@ pub struct bp_comm_stats {
 pub extern "C" fn bp_data_parallel_stats(dp: *mut bp_data_parallel, stats_out: *mut bp_comm_stats) -> bp_status {
     boundary(|| {
         let out = Out::new(stats_out, "stats_out")?;
-        let s: CommStats = with_dp(dp, |d| Ok(d.stats()))?;
+        let s: CommStats = with_object(dp, |d: &mut DataParallel| Ok(d.stats()))?;
         out.write(bp_comm_stats {
             all_reduces: s.all_reduces,
             all_reduce_seconds: s.all_reduce_seconds,
@@ -263,125 +245,34 @@ pub extern "C" fn bp_data_parallel_stats(dp: *mut bp_data_parallel, stats_out: *
     })
 }
 
-/// A seeded, sharded mini-batch sampler over row indices (opaque): the toolkit's data loader without
-/// the data. Every epoch is a PyTorch `randperm` of the rows (with shuffling), the same on every rank;
-/// rank r takes positions r, r + N, r + 2N, … of it, padded with its beginning to a multiple of N
-/// (PyTorch's DistributedSampler): every rank gets ⌈rows / N⌉ rows per epoch, no row is dropped, and
-/// the union of the ranks' k-th batches is the k-th batch of N·B rows of one process.
-pub struct bp_sampler {
-    magic: u64,
-    loader: DataLoader,
-}
-
-const SAMPLER_MAGIC: u64 = 0x6270_7361_6d70_6c72; // "bpsamplr"
-
-fn with_sampler<R>(s: *mut bp_sampler, f: impl FnOnce(&mut DataLoader) -> Result<R>) -> Result<R> {
-    if s.is_null() || (s as usize) % std::mem::align_of::<bp_sampler>() != 0 {
-        return Err(error(ErrorKind::InvalidArgument, "the bp_sampler pointer is NULL or misaligned"));
-    }
-    // SAFETY: non-null and aligned; the C contract is that it came from bp_sampler_new and was not freed.
-    let s = unsafe { &mut *s };
-    if s.magic != SAMPLER_MAGIC {
-        return Err(error(ErrorKind::InvalidHandle, "the pointer is not a live bp_sampler"));
-    }
-    f(&mut s.loader)
-}
-
-/// A sampler over `n_rows` rows in batches of `batch_size`, reshuffled every epoch with `seed` when
-/// `shuffle` is non-zero, sharded for `rank` of `world_size` (0 and 1 for no sharding). The last
-/// partial batch of an epoch is kept unless `drop_last` is non-zero.
-///
-/// Ownership: on success the caller owns `*sampler_out` and releases it with `bp_sampler_free`.
-#[no_mangle]
-pub extern "C" fn bp_sampler_new(
-    n_rows: usize,
-    batch_size: usize,
-    shuffle: i32,
-    seed: u64,
-    drop_last: i32,
-    rank: i32,
-    world_size: i32,
-    sampler_out: *mut *mut bp_sampler,
-) -> bp_status {
-    boundary(|| {
-        let out = Out::new(sampler_out, "sampler_out")?;
-        if rank < 0 || world_size < 1 {
-            return Err(error(ErrorKind::InvalidArgument, format!("rank {} of a world of {} does not exist", rank, world_size)));
-        }
-        let mut loader = DataLoader::new(n_rows, batch_size, shuffle != 0, seed)?;
-        loader.set_drop_last(drop_last != 0);
-        loader.shard(rank as usize, world_size as usize)?;
-        out.write(Box::into_raw(Box::new(bp_sampler { magic: SAMPLER_MAGIC, loader })));
-        Ok(())
-    })
-}
-
-/// Releases a sampler; `NULL` does nothing.
-///
-/// Ownership: afterwards the pointer must not be used again.
-#[no_mangle]
-pub extern "C" fn bp_sampler_free(sampler: *mut bp_sampler) -> bp_status {
-    if sampler.is_null() {
-        return super::BP_OK;
-    }
-    boundary(|| {
-        with_sampler(sampler, |_| Ok(()))?;
-        // SAFETY: checked live above; made by Box::into_raw in bp_sampler_new.
-        unsafe {
-            (*sampler).magic = 0;
-            drop(Box::from_raw(sampler));
-        }
-        Ok(())
-    })
-}
-
-/// Starts the next epoch (draws its permutation when shuffling). Call it before the first batch.
+/// Makes the loader hand out only rank `rank`'s share of every epoch, out of `world_size` ranks, as
+/// PyTorch's DistributedSampler: every rank draws the same seeded permutation of all rows (so every
+/// rank must make its loader with the same rows, batch size, shuffling and seed) and takes positions
+/// rank, rank + N, rank + 2N, … of it, padded with its own beginning to a multiple of N. Every rank gets
+/// ⌈rows / N⌉ rows and the same number of batches per epoch, no row is dropped (when N does not divide
+/// the rows, a few are seen twice in that epoch), and the union of the ranks' k-th batches of B rows is
+/// the k-th batch of N·B rows of one process. A checkpoint of the loader is the same on every rank.
 ///
 /// Ownership: nothing to own.
 #[no_mangle]
-pub extern "C" fn bp_sampler_start_epoch(sampler: *mut bp_sampler) -> bp_status {
-    boundary(|| with_sampler(sampler, |l| {
-        l.start_epoch();
-        Ok(())
-    }))
-}
-
-/// Writes the row indices of this rank's next batch into `rows_out[0..capacity]` and their number into
-/// `*count_out`: 0 at the end of the epoch. `capacity` must be at least the batch size.
-///
-/// Ownership: the caller owns `rows_out` and `*count_out`.
-#[no_mangle]
-pub extern "C" fn bp_sampler_next(sampler: *mut bp_sampler, rows_out: *mut i64, capacity: usize, count_out: *mut usize) -> bp_status {
+pub extern "C" fn bp_loader_shard(loader: *mut bp_loader, rank: i32, world_size: i32) -> bp_status {
     boundary(|| {
-        let count = Out::new(count_out, "count_out")?;
-        let rows = slice_out(rows_out, capacity, "rows_out")?;
-        let n = with_sampler(sampler, |l| {
-            if capacity < l.batch_size() {
-                return Err(error(ErrorKind::InvalidArgument, format!("capacity {} is less than the batch size {}", capacity, l.batch_size())));
-            }
-            Ok(match l.next_indices() {
-                Some(idx) => {
-                    for (o, &i) in rows.iter_mut().zip(idx) {
-                        *o = i as i64;
-                    }
-                    idx.len()
-                }
-                None => 0,
-            })
-        })?;
-        count.write(n);
-        Ok(())
+        if rank < 0 || world_size < 1 {
+            return Err(error(ErrorKind::InvalidArgument, format!("rank {} of a world of {} does not exist", rank, world_size)));
+        }
+        with_object(loader, |l| l.shard(rank as usize, world_size as usize))
     })
 }
 
-/// Writes the number of batches this rank gets per epoch.
+/// Writes the number of epochs the loader has started (restored by `bp_checkpoint_load`), so that a
+/// resumed job knows where it stands.
 ///
-/// Ownership: the caller owns `*count_out`.
+/// Ownership: the caller owns `*epochs_out`.
 #[no_mangle]
-pub extern "C" fn bp_sampler_batches_per_epoch(sampler: *mut bp_sampler, count_out: *mut usize) -> bp_status {
+pub extern "C" fn bp_loader_epoch(loader: *mut bp_loader, epochs_out: *mut u64) -> bp_status {
     boundary(|| {
-        let out = Out::new(count_out, "count_out")?;
-        out.write(with_sampler(sampler, |l| Ok(l.batches_per_epoch()))?);
+        let out = Out::new(epochs_out, "epochs_out")?;
+        out.write(with_object(loader, |l| Ok(l.epoch()))?);
         Ok(())
     })
 }

@@ -1,7 +1,7 @@
 /* The collective hook of data-parallel training, with fake in-process collectives: the startup
  * broadcast lands in the parameters, the all-reduce is called once per step on the whole flat gradient
  * buffer and the runtime divides by the world size, a failing callback fails the step with
- * BP_ERR_COLLECTIVE, and the sharded sampler splits epochs without overlap. */
+ * BP_ERR_COLLECTIVE, and a sharded loader splits epochs without overlap. */
 #include "bp_test.h"
 
 /* A fake world of 2 ranks in which the other rank always holds exactly what this one holds: the sum
@@ -137,6 +137,12 @@ static void startup_sync_and_averaged_gradients_match_a_plain_backward(void) {
     OK(bp_data_parallel_gradients(g, dp, &grads, &ng));
     for (size_t i = 0; i < ng; i++) CHECK(grads[i] == 0.0f);
 
+    /* A later sync (after rank 0 alone loaded a checkpoint) broadcasts again. */
+    OK(bp_data_parallel_sync_parameters(g, dp));
+    CHECK(m.broadcasts == 2);
+    OK(bp_data_parallel_parameters(g, dp, &params, &np));
+    CHECK(memcmp(params, root, sizeof root) == 0);
+
     bp_comm_stats st;
     OK(bp_data_parallel_stats(dp, &st));
     CHECK(st.all_reduces == 2);
@@ -163,6 +169,7 @@ static void a_failing_collective_fails_the_step_with_bp_err_collective(void) {
     CHECK(strstr(bp_last_error_message(), "code 7") != NULL);
     FAILS(bp_data_parallel_average_gradients(g, dp), BP_ERR_COLLECTIVE);
     OK(bp_data_parallel_free(dp));
+    FAILS(bp_data_parallel_free(dp), BP_ERR_INVALID_HANDLE); /* a use after free is detected */
     OK(bp_graph_free(g));
 }
 
@@ -190,30 +197,45 @@ static void bad_collectives_are_refused(void) {
     OK(bp_graph_free(g));
 }
 
-static void the_sampler_shards_every_epoch_without_overlap(void) {
+/* Rows whose single feature is their own index: a batch's features name its rows. */
+static void the_sharded_loader_splits_every_epoch_without_overlap(void) {
     enum { N = 10, WORLD = 3, B = 3 };
+    float features[N];
+    int64_t labels[N] = {0};
+    for (int i = 0; i < N; i++) features[i] = (float)i;
+    bp_dataset *data;
+    bp_graph *g;
+    OK(bp_dataset_new(features, N, labels, N, 1, &data));
+    OK(bp_graph_new(&g));
     int seen[N] = {0};
     int total = 0;
     for (int r = 0; r < WORLD; r++) {
-        bp_sampler *s;
-        OK(bp_sampler_new(N, B, 1, 11, 0, r, WORLD, &s));
+        bp_loader *l;
+        OK(bp_loader_new(N, B, true, 11, &l));
+        OK(bp_loader_shard(l, r, WORLD));
         size_t nb;
-        OK(bp_sampler_batches_per_epoch(s, &nb));
-        CHECK(nb == 2); /* ceil(10 / 3) = 4 rows: batches of 3 and 1 */
-        OK(bp_sampler_start_epoch(s));
-        int64_t rows[B];
-        size_t count;
+        OK(bp_loader_batches_per_epoch(l, &nb));
+        CHECK(nb == 2); /* ceil(10 / 3) = 4 rows per rank: batches of 3 and 1 */
+        OK(bp_loader_start_epoch(l));
+        uint64_t epochs;
+        OK(bp_loader_epoch(l, &epochs));
+        CHECK(epochs == 1);
         for (;;) {
-            OK(bp_sampler_next(s, rows, B, &count));
-            if (count == 0) break;
+            bp_tensor x, y;
+            bool more;
+            size_t count;
+            float rows[B];
+            OK(bp_loader_next_batch(l, g, data, &x, &y, &more));
+            if (!more) break;
+            OK(bp_tensor_numel(g, x, &count));
+            OK(bp_tensor_read_f32(g, x, rows, count));
             for (size_t i = 0; i < count; i++) {
-                CHECK(rows[i] >= 0 && rows[i] < N);
-                seen[rows[i]]++;
+                seen[(int)rows[i]]++;
                 total++;
             }
+            OK(bp_graph_reset(g));
         }
-        FAILS(bp_sampler_next(s, rows, B - 1, &count), BP_ERR_INVALID_ARGUMENT);
-        OK(bp_sampler_free(s));
+        OK(bp_loader_free(l));
     }
     CHECK(total == 12); /* padded to a multiple of 3 */
     int twice = 0;
@@ -221,17 +243,21 @@ static void the_sampler_shards_every_epoch_without_overlap(void) {
         CHECK(seen[i] >= 1); /* nothing dropped */
         twice += seen[i] == 2;
     }
-    CHECK(twice == 2);
-    bp_sampler *s = NULL;
-    FAILS(bp_sampler_new(N, B, 1, 11, 0, 3, 3, &s), BP_ERR_INVALID_ARGUMENT);
-    FAILS(bp_sampler_new(N, 0, 1, 11, 0, 0, 1, &s), BP_ERR_INVALID_ARGUMENT);
-    OK(bp_sampler_free(NULL));
+    CHECK(twice == 2); /* the padding repeats two rows */
+    bp_loader *l;
+    OK(bp_loader_new(N, B, true, 11, &l));
+    FAILS(bp_loader_shard(l, 3, 3), BP_ERR_INVALID_ARGUMENT);
+    FAILS(bp_loader_shard(l, -1, 3), BP_ERR_INVALID_ARGUMENT);
+    FAILS(bp_loader_shard(NULL, 0, 1), BP_ERR_INVALID_ARGUMENT);
+    OK(bp_loader_free(l));
+    OK(bp_graph_free(g));
+    OK(bp_dataset_free(data));
 }
 
 int main(void) {
     startup_sync_and_averaged_gradients_match_a_plain_backward();
     a_failing_collective_fails_the_step_with_bp_err_collective();
     bad_collectives_are_refused();
-    the_sampler_shards_every_epoch_without_overlap();
+    the_sharded_loader_splits_every_epoch_without_overlap();
     return bp_test_finish("test_distributed");
 }
