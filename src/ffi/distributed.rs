@@ -116,11 +116,11 @@ pub extern "C" fn bp_data_parallel_new(
     boundary(|| {
         let out = Out::new(dp_out, "dp_out")?;
         let params = slice_in(params, n_params, "params")?;
-        if collective.is_null() {
-            return Err(error(ErrorKind::InvalidArgument, "collective is NULL"));
-        }
-        // SAFETY: non-null; the C contract is that it points to an initialised bp_collective for the call.
-        let c = unsafe { *collective };
+        // A one-element input buffer: checked for NULL and alignment like every other.
+        let c = match slice_in(collective, 1, "collective")? {
+            [c] => *c,
+            _ => return Err(error(ErrorKind::InvalidArgument, "collective is NULL")),
+        };
         if c.world_size < 1 || c.rank < 0 || c.rank >= c.world_size {
             return Err(error(ErrorKind::InvalidArgument, format!("rank {} of a world of {} does not exist", c.rank, c.world_size)));
         }
