@@ -28,6 +28,9 @@ struct Shared {
 struct Round {
     arrived: usize,
     left: usize,
+    /// Each rank's contribution, summed in rank order by the last to arrive, so that the rounding of
+    /// the sum does not depend on which thread came first (runs are reproducible).
+    parts: Vec<Vec<f32>>,
     acc: Vec<f32>,
     /// Set when a rank gave up (timeout, mismatched call): every later call fails at once.
     broken: Option<String>,
@@ -77,6 +80,7 @@ impl InProcessGroup {
         if st.arrived == 0 {
             st.acc.clear();
             st.acc.resize(buf.len(), 0.0);
+            st.parts.resize_with(world, Vec::new);
         } else if st.acc.len() != buf.len() {
             let why = format!("rank {} passed {} elements, another rank {}", self.rank, buf.len(), st.acc.len());
             st.broken = Some(why.clone());
@@ -84,11 +88,21 @@ impl InProcessGroup {
             bail!(Collective, "{}: {}", what, why);
         }
         match kind {
-            Kind::Sum => st.acc.iter_mut().zip(buf.iter()).for_each(|(a, &b)| *a += b),
+            Kind::Sum => {
+                let part = &mut st.parts[self.rank];
+                part.clear();
+                part.extend_from_slice(buf);
+            }
             Kind::Broadcast if self.rank == 0 => st.acc.copy_from_slice(buf),
             Kind::Broadcast => {}
         }
         st.arrived += 1;
+        if st.arrived == world && kind == Kind::Sum {
+            let Round { parts, acc, .. } = &mut *st;
+            for part in parts.iter() {
+                acc.iter_mut().zip(part).for_each(|(a, &b)| *a += b);
+            }
+        }
         self.shared.changed.notify_all();
         let mut st = self.wait_until(st, start, what, |r| r.arrived == world)?;
         buf.copy_from_slice(&st.acc);
