@@ -47,17 +47,22 @@
 #define BP_VERSION_STRING "0.1.0"
 
 /**
+ * A graph: an arena of tensors and the record of the ops that made them. Opaque: C only holds
+ * pointers to it, made by `bp_graph_new` and released by `bp_graph_free`.
+ */
+typedef struct bp_graph bp_graph;
+
+/**
+ * The number of `uint32_t` words in a saved random-generator state.
+ */
+#define BP_GENERATOR_STATE_WORDS 630
+
+/**
  * A data set held in memory: `len` rows of `dim` float32 features, each with an int64 class label.
  * Opaque: made by `bp_dataset_new`, `bp_dataset_load_csv` or `bp_dataset_split`, released by
  * `bp_dataset_free`.
  */
 typedef struct bp_dataset bp_dataset;
-
-/**
- * A graph: an arena of tensors and the record of the ops that made them. Opaque: C only holds
- * pointers to it, made by `bp_graph_new` and released by `bp_graph_free`.
- */
-typedef struct bp_graph bp_graph;
 
 /**
  * A mini-batch iterator over a data set's rows: each epoch's order is PyTorch's
@@ -92,9 +97,9 @@ typedef struct bp_schedule bp_schedule;
 typedef int32_t bp_status;
 
 /**
- * A handle to a tensor in a [`Graph`]. Copy it freely: it is three integers, not a pointer.
- * A handle whose tensor was freed, or that names another graph, is rejected with
- * [`ErrorKind::InvalidHandle`](crate::ErrorKind::InvalidHandle).
+ * A handle to a tensor in a graph (`bp::Graph`; `bp_tensor` in C). Copy it freely: it is three
+ * integers, not a pointer; all zeros is the null handle. A handle whose tensor was freed, or that names
+ * another graph, is rejected with `ErrorKind::InvalidHandle` (`BP_ERR_INVALID_HANDLE` in C).
  */
 typedef struct {
   /**
@@ -659,6 +664,29 @@ bp_status bp_graph_node_count(bp_graph *graph,
  */
 bp_status bp_graph_manual_seed(bp_graph *graph,
                                uint64_t seed);
+
+/**
+ * Copies the whole state of the graph's random generator (seed, position, cached normal sample and
+ * the 624 Mersenne Twister words) into `words_out[0..len]`; `len` must be `BP_GENERATOR_STATE_WORDS`.
+ * Restoring it with `bp_graph_set_generator_state` makes the generator continue exactly from here
+ * (for checkpoints that resume bit for bit).
+ *
+ * Ownership: the caller owns `words_out`; the library keeps no pointer to it.
+ */
+bp_status bp_graph_get_generator_state(bp_graph *graph,
+                                       uint32_t *words_out,
+                                       size_t len);
+
+/**
+ * Replaces the graph's random generator with a state saved by `bp_graph_get_generator_state`
+ * (`len` must be `BP_GENERATOR_STATE_WORDS`). Malformed words fail with `BP_ERR_FORMAT` and leave the
+ * generator unchanged.
+ *
+ * Ownership: `words` is only read during the call.
+ */
+bp_status bp_graph_set_generator_state(bp_graph *graph,
+                                       const uint32_t *words,
+                                       size_t len);
 
 /**
  * Turns gradient recording on or off (off is PyTorch's `torch.no_grad()`): with it off, ops record

@@ -6,7 +6,7 @@
 #                                      valgrind memcheck; C++ and Go tests once registered)
 #   4. tests/python/run.sh            (checkpoints against the reference safetensors implementation;
 #                                      a PyTorch round trip where torch is installed, else SKIPPED)
-# Needs cargo, cmake, a C and C++ compiler, pkg-config and valgrind (installed with apt-get if missing).
+# Needs cargo, cmake, a C and C++ compiler; valgrind and pkg-config are installed with apt-get if missing.
 # Environment: BP_BUILD_DIR (default <repo>/build), BP_JOBS (default: number of CPUs).
 set -euo pipefail
 
@@ -14,12 +14,17 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BP_BUILD_DIR:-$root/build}
 jobs=${BP_JOBS:-$(nproc 2>/dev/null || echo 2)}
 
-if ! command -v valgrind >/dev/null 2>&1; then
-    echo "test.sh: valgrind is missing; installing it with apt-get" >&2
+# valgrind runs the memcheck pass; pkg-config is used by the install test.
+missing=""
+command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
+command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
+if [ -n "$missing" ]; then
+    echo "test.sh: installing$missing with apt-get" >&2
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
     $sudo apt-get update -qq
-    $sudo apt-get install -y -qq valgrind
+    # shellcheck disable=SC2086
+    $sudo apt-get install -y -qq $missing
 fi
 
 cd "$root"
