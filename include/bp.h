@@ -58,11 +58,6 @@ typedef struct bp_graph bp_graph;
 #define BP_GENERATOR_STATE_WORDS 630
 
 /**
- * The most threads the library will use, whatever is asked.
- */
-#define MAX_THREADS 64
-
-/**
  * Data-parallel training state of one model on one rank (opaque): the flat parameter group and the
  * host's collective. Made by `bp_data_parallel_new`, released by `bp_data_parallel_free`; a use after
  * free is detected as for every toolkit object.

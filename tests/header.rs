@@ -134,6 +134,10 @@ fn every_name_the_header_exports_carries_the_bp_prefix() {
     for line in header.lines() {
         let name = if let Some(rest) = line.strip_prefix("#define ") {
             rest.split_whitespace().next()
+        } else if let Some(rest) = line.strip_prefix("typedef ").filter(|r| r.contains("(*")) {
+            // A function pointer type, `typedef int32_t (*bp_name)(args…`, its arguments maybe on
+            // the lines below.
+            rest.split("(*").nth(1).and_then(|r| r.split(')').next())
         } else if let Some(rest) = line.strip_prefix("typedef ").filter(|r| !r.ends_with('{')) {
             rest.trim_end_matches(';').split_whitespace().last()
         } else if let Some(rest) = line.strip_prefix("} ") {
