@@ -7,8 +7,11 @@
 # For each model size it runs examples/mpi/digits_mpi with -np 1 and -np 2 and prints: rows per second
 # over all ranks, the speedup, the seconds inside the all-reduce callback (which includes waiting for
 # the slower rank), the same as a share of training time, and the cost of the all-reduce alone
-# (--allreduce-only: N all-reduces of the gradient buffer after a barrier, no compute). Both runs of a
-# size run back to back in one invocation: compare ratios, not absolute numbers, on a shared machine.
+# (--allreduce-only: N all-reduces of the gradient buffer after a barrier, no compute). A third line,
+# "2 alone", runs two independent 1-process trainings at the same time: their summed rows/s is the
+# most 2 ranks could reach on this machine right now (no communication at all), the ceiling to judge
+# the 2-rank line by. All runs of a size go back to back in one invocation: compare ratios, not
+# absolute numbers, on a shared machine.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -24,7 +27,7 @@ field() { # field NAME LINE: the number after "NAME " in a result line
 }
 
 printf "%-34s %5s %11s %8s %13s %10s %12s %16s\n" "model (hidden, batch/rank)" ranks "rows/s" speedup "allreduce s" "share" "bytes/step" "allreduce alone"
-for cfg in "128 32 10" "1024 128 10" "2048 256 6"; do
+for cfg in "128 32 30" "1024 128 30" "2048 256 20"; do
     read -r hidden batch epochs <<<"$cfg"
     base=""
     for np in 1 2; do
@@ -37,4 +40,13 @@ for cfg in "128 32 10" "1024 128 10" "2048 256 6"; do
             "$(sed -n 's/.*allreduce seconds [0-9.]* (\([0-9.]*\)%).*/\1/p' <<<"$out")" \
             "$(field "bytes per allreduce" "$out")" "$(sed -n 's/.* \([0-9.]*\) us per call.*/\1/p' <<<"$alone")"
     done
+    # The ceiling: two trainings that never communicate, at the same time.
+    a=$(mktemp) b=$(mktemp)
+    timeout 600 mpirun "${extra[@]}" -np 1 "$bin" --data "$data" --quiet --hidden "$hidden" --batch "$batch" --epochs "$epochs" >"$a" &
+    timeout 600 mpirun "${extra[@]}" -np 1 "$bin" --data "$data" --quiet --hidden "$hidden" --batch "$batch" --epochs "$epochs" >"$b"
+    wait
+    both=$(awk "BEGIN { print $(field "samples/s" "$(cat "$a")") + $(field "samples/s" "$(cat "$b")") }")
+    rm -f "$a" "$b"
+    printf "%-34s %5s %11.0f %7.2fx %13s %10s %12s %16s\n" "64-$hidden-10, $batch" "2 alone" "$both" \
+        "$(awk "BEGIN { print $both / $base }")" - - - -
 done
