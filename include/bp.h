@@ -722,7 +722,8 @@ bp_status bp_data_parallel_sync_parameters(bp_graph *graph,
  * The flat parameter buffer: `*data_out` points to `*len_out` floats, every parameter's values one
  * after the other in the order given to `bp_data_parallel_new`. The host may read and write it (an
  * optimizer step, loading a checkpoint); this call counts as an in-place write to every parameter
- * (their versions move), so call it again after each forward rather than keeping it across one.
+ * (their versions move): call it after backward, not between a forward and its backward (that
+ * backward would fail with `BP_ERR_AUTOGRAD`, its saved parameters having been modified).
  *
  * Ownership: the buffer belongs to the graph. The pointer stays valid until the next call that may
  * change the graph (any bp_ call taking it); the library never reallocates the buffer, but do not
