@@ -201,3 +201,26 @@ fn adam_follows_the_same_trajectory_on_flat_parameters() {
 fn rmsprop_follows_the_same_trajectory_on_flat_parameters() {
     same_trajectory(|g, m| Box::new(RmsProp::new(g, m.named_parameters(), RmsPropConfig { lr: 1e-2, ..Default::default() }).unwrap()));
 }
+
+#[test]
+fn flattening_past_the_memory_limit_fails_and_leaves_the_parameters_as_they_were() {
+    let mut g = Graph::new();
+    let (m, x, y) = mlp(&mut g, 12);
+    let params = m.parameters();
+    let before: Vec<Vec<f32>> = params.iter().map(|&p| g.to_vec_f32(p).unwrap()).collect();
+    // Room for the value buffer (43 floats) but not also for the gradient buffer.
+    g.set_memory_limit(g.memory_used() + 43 * 4 + 10).unwrap();
+    let used = g.memory_used();
+    assert_eq!(g.flatten_parameters(&params).unwrap_err().kind(), ErrorKind::OutOfMemory);
+    assert_eq!(g.memory_used(), used, "the value buffer allocated first was given back");
+    for (&p, b) in params.iter().zip(&before) {
+        assert_eq!(&g.to_vec_f32(p).unwrap(), b);
+        assert_eq!(g.grad(p).unwrap(), None, "no gradient was attached");
+    }
+    // With room, training goes on unflattened, and flattening works.
+    g.set_memory_limit(usize::MAX).unwrap();
+    let l = loss_of(&mut g, &m, x, y);
+    g.backward(l, None, false).unwrap();
+    let flat = g.flatten_parameters(&params).unwrap();
+    assert!(g.flat_grads::<f32>(&flat).unwrap().iter().any(|&v| v != 0.0));
+}
