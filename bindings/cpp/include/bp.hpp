@@ -1,0 +1,603 @@
+// bp.hpp: the C++17 binding of backprop, header-only, built on the C API in bp.h alone.
+//
+//   bp::Graph g;                                    // owns every tensor; move-only, freed by its destructor
+//   g.manual_seed(0);
+//   bp::Tensor w = g.rand({3, 4}, -0.5, 0.5).set_persistent().set_requires_grad();
+//   bp::Tensor loss = bp::mean(bp::relu(bp::matmul(x, w.t())) * 2.0);
+//   loss.backward();
+//   { bp::NoGradGuard no_grad(g); w -= 0.1 * w.grad(); }   // in place, as torch's `w -= lr * w.grad`
+//   g.reset();                                      // drops the step's intermediates, keeps parameters
+//
+// Ownership and lifetimes (docs/BINDINGS.md says more):
+//  - Graph owns a bp_graph and every tensor in it. It is move-only; its destructor frees the graph.
+//  - Tensor is a small value (the C handle plus the graph's C pointer, not a pointer to the Graph
+//    object, so moving a Graph keeps its tensors valid). Copy it freely; it owns nothing. A Tensor
+//    whose tensor was freed or dropped by Graph::reset() is stale: using it throws bp::Error with
+//    Status::invalid_handle, and so does a Tensor whose Graph was destroyed (the C library detects
+//    both; a correct program does neither).
+//  - Every failure throws bp::Error, which carries the C status code (code()) and the library's message
+//    (what()). Destructors never throw.
+//  - One graph must be used by one thread at a time; different graphs may be used from different
+//    threads at once.
+#ifndef BP_HPP
+#define BP_HPP
+
+#include <bp.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace bp {
+
+/// A status code of the C API (`bp_status`); the numbers are pinned forever.
+enum class Status : std::int32_t {
+    ok = BP_OK,
+    invalid_argument = BP_ERR_INVALID_ARGUMENT,
+    shape_mismatch = BP_ERR_SHAPE_MISMATCH,
+    invalid_handle = BP_ERR_INVALID_HANDLE,
+    out_of_memory = BP_ERR_OUT_OF_MEMORY,
+    autograd = BP_ERR_AUTOGRAD,
+    dtype = BP_ERR_DTYPE,
+    io = BP_ERR_IO,
+    format = BP_ERR_FORMAT,
+    anomaly = BP_ERR_ANOMALY,
+    internal = BP_ERR_INTERNAL,
+    unsupported = BP_ERR_UNSUPPORTED,
+};
+
+/// The C name of a status ("BP_ERR_SHAPE_MISMATCH"); "BP_ERR_UNKNOWN" for a number that is none.
+inline const char *status_name(Status status) noexcept { return bp_status_name(static_cast<bp_status>(status)); }
+
+/// The one exception type of the binding: a failed C call, with its status code and message.
+/// Compare code() to a Status; the message text is for people and may change.
+class Error : public std::runtime_error {
+  public:
+    /// An error with the given code; what() reads "BP_ERR_<NAME>: <message>".
+    Error(Status code, const std::string &message)
+        : std::runtime_error(std::string(status_name(code)) + ": " + message), code_(code), message_(message) {}
+    /// The status code of the failed call.
+    Status code() const noexcept { return code_; }
+    /// The library's message alone, without the status name.
+    const std::string &message() const noexcept { return message_; }
+
+  private:
+    Status code_;
+    std::string message_;
+};
+
+namespace detail {
+/// Throws bp::Error for a failed status. The thread-local message is copied before any other bp_
+/// call can overwrite it.
+inline void check(bp_status status) {
+    if (status != BP_OK) {
+        std::string message = bp_last_error_message();
+        throw Error(static_cast<Status>(status), message);
+    }
+}
+}  // namespace detail
+
+/// An element type (`BP_DTYPE_*`).
+enum class DType : std::int32_t { f32 = BP_DTYPE_F32, f64 = BP_DTYPE_F64, i64 = BP_DTYPE_I64 };
+
+/// How a loss reduces its per-element values (`BP_REDUCTION_*`).
+enum class Reduction : std::int32_t { none = BP_REDUCTION_NONE, mean = BP_REDUCTION_MEAN, sum = BP_REDUCTION_SUM };
+
+/// A tensor shape, or a list of dimensions.
+using Shape = std::vector<std::int64_t>;
+
+/// The library's version as major·10000 + minor·100 + patch; compare with BP_VERSION_NUMBER.
+inline std::uint32_t version() noexcept { return bp_version(); }
+/// The library's version as "major.minor.patch".
+inline const char *version_string() noexcept { return bp_version_string(); }
+
+/// A handle to a tensor owned by a Graph: copy it freely, it owns nothing. The default-constructed
+/// Tensor is the null handle (what grad() returns before any backward).
+class Tensor {
+  public:
+    /// The null handle.
+    Tensor() noexcept = default;
+    /// Wraps a C handle of the graph `graph` (for mixing with C code).
+    Tensor(bp_graph *graph, bp_tensor handle) noexcept : graph_(graph), handle_(handle) {}
+
+    /// The C handle.
+    bp_tensor handle() const noexcept { return handle_; }
+    /// The C pointer of the graph that owns the tensor (not owned by the Tensor).
+    bp_graph *graph() const noexcept { return graph_; }
+    /// Whether this is the null handle.
+    bool is_null() const noexcept { return bp_tensor_is_null(handle_); }
+    /// True unless this is the null handle.
+    explicit operator bool() const noexcept { return !is_null(); }
+
+    /// The dimensions.
+    Shape shape() const {
+        Shape dims(8);
+        std::size_t ndim = 0;
+        detail::check(bp_tensor_shape(graph_, handle_, dims.data(), dims.size(), &ndim));
+        dims.resize(ndim);
+        return dims;
+    }
+    /// The number of dimensions.
+    std::size_t ndim() const { return query<std::size_t>(bp_tensor_ndim); }
+    /// The number of elements.
+    std::size_t numel() const { return query<std::size_t>(bp_tensor_numel); }
+    /// The element type.
+    DType dtype() const { return static_cast<DType>(query<bp_dtype>(bp_tensor_dtype)); }
+    /// The value of a one-element tensor, as double.
+    double item() const { return query<double>(bp_tensor_item); }
+    /// The version counter, bumped by every in-place write.
+    std::uint32_t version() const { return query<std::uint32_t>(bp_tensor_version); }
+
+    /// Whether the tensor takes part in differentiation.
+    bool requires_grad() const { return query<bool>(bp_tensor_requires_grad); }
+    /// Sets requires_grad on a floating-point leaf; returns *this for chaining.
+    Tensor set_requires_grad(bool requires_grad = true) const {
+        detail::check(bp_tensor_set_requires_grad(graph_, handle_, requires_grad));
+        return *this;
+    }
+    /// Whether the tensor is a leaf (not made by a recorded op).
+    bool is_leaf() const { return query<bool>(bp_tensor_is_leaf); }
+    /// The name of the op that made the tensor ("matmul"); nullptr for a leaf. A static string.
+    const char *grad_fn() const { return query<const char *>(bp_tensor_grad_fn); }
+    /// Keeps this non-leaf's gradient during backward.
+    void retain_grad() const { detail::check(bp_tensor_retain_grad(graph_, handle_)); }
+    /// Whether the tensor survives Graph::reset().
+    bool is_persistent() const { return query<bool>(bp_tensor_is_persistent); }
+    /// Makes a leaf survive Graph::reset() (parameters, data) or step-scoped again; returns *this.
+    Tensor set_persistent(bool persistent = true) const {
+        detail::check(bp_tensor_set_persistent(graph_, handle_, persistent));
+        return *this;
+    }
+
+    /// Backpropagates from this one-element tensor into the .grad of every leaf that requires grad.
+    /// Without retain_graph a second backward through the same ops throws Status::autograd.
+    void backward(bool retain_graph = false, bool create_graph = false) const {
+        detail::check(bp_backward(graph_, handle_, nullptr, retain_graph, create_graph));
+    }
+    /// Backpropagates from a tensor of any shape, seeded with `gradient` (of the same shape).
+    void backward(const Tensor &gradient, bool retain_graph = false, bool create_graph = false) const {
+        bp_tensor seed = gradient.handle_;
+        detail::check(bp_backward(graph_, handle_, &seed, retain_graph, create_graph));
+    }
+    /// The accumulated gradient (torch's .grad); the null Tensor before any backward reached it.
+    Tensor grad() const { return Tensor(graph_, query<bp_tensor>(bp_grad)); }
+    /// Drops the gradient (torch's zero_grad(set_to_none=True)).
+    void zero_grad() const { detail::check(bp_zero_grad(graph_, handle_)); }
+    /// A new leaf with a copy of the values, cut from the history.
+    Tensor detach() const { return Tensor(graph_, query<bp_tensor>(bp_detach)); }
+
+    /// Copies the elements out, row-major; T is float, double or std::int64_t and must match dtype().
+    template <typename T>
+    std::vector<T> to_vector() const {
+        std::vector<T> out(numel());
+        read(out.data(), out.size());
+        return out;
+    }
+    /// Copies the elements into out[0..len] (len must equal numel()).
+    void read(float *out, std::size_t len) const { detail::check(bp_tensor_read_f32(graph_, handle_, out, len)); }
+    /// Copies the elements into out[0..len] (len must equal numel()).
+    void read(double *out, std::size_t len) const { detail::check(bp_tensor_read_f64(graph_, handle_, out, len)); }
+    /// Copies the elements into out[0..len] (len must equal numel()).
+    void read(std::int64_t *out, std::size_t len) const { detail::check(bp_tensor_read_i64(graph_, handle_, out, len)); }
+    /// Overwrites the elements in place (bumps version()); data.size() must equal numel().
+    void write(const std::vector<float> &data) const {
+        detail::check(bp_tensor_write_f32(graph_, handle_, data.data(), data.size()));
+    }
+    /// Overwrites the elements in place (bumps version()); data.size() must equal numel().
+    void write(const std::vector<double> &data) const {
+        detail::check(bp_tensor_write_f64(graph_, handle_, data.data(), data.size()));
+    }
+    /// Overwrites the elements in place (bumps version()); data.size() must equal numel().
+    void write(const std::vector<std::int64_t> &data) const {
+        detail::check(bp_tensor_write_i64(graph_, handle_, data.data(), data.size()));
+    }
+    /// Copies src's values into this tensor in place (same shape and type); records nothing.
+    void assign(const Tensor &src) const { detail::check(bp_tensor_assign(graph_, handle_, src.handle_)); }
+
+    /// Frees the tensor now (and its gradient); this and every copy of the handle become stale.
+    void free() {
+        detail::check(bp_tensor_free(graph_, handle_));
+        handle_ = bp_tensor{0, 0, 0};
+    }
+
+    /// The Graphviz DOT source of everything this tensor was computed from.
+    std::string to_dot() const {
+        std::size_t size = 0;
+        detail::check(bp_graph_to_dot(graph_, handle_, nullptr, 0, &size));
+        std::string dot(size, '\0');
+        detail::check(bp_graph_to_dot(graph_, handle_, &dot[0], dot.size(), &size));
+        dot.resize(size - 1);  // the C string's terminating NUL
+        return dot;
+    }
+
+    /// The transpose of the last two dimensions.
+    Tensor t() const {
+        bp_tensor out;
+        detail::check(bp_transpose(graph_, handle_, -2, -1, &out));
+        return Tensor(graph_, out);
+    }
+
+    /// In place: this = this + rhs (computed with ops, then assigned; records nothing). For updates
+    /// under NoGradGuard, as torch's `p -= lr * p.grad`.
+    Tensor &operator+=(const Tensor &rhs);
+    /// In place: this = this - rhs (see operator+=).
+    Tensor &operator-=(const Tensor &rhs);
+    /// In place: this = this * rhs (see operator+=).
+    Tensor &operator*=(const Tensor &rhs);
+    /// In place: this = this / rhs (see operator+=).
+    Tensor &operator/=(const Tensor &rhs);
+    /// In place: this = this + c (see operator+=).
+    Tensor &operator+=(double c);
+    /// In place: this = this - c (see operator+=).
+    Tensor &operator-=(double c);
+    /// In place: this = this * c (see operator+=).
+    Tensor &operator*=(double c);
+    /// In place: this = this / c (see operator+=).
+    Tensor &operator/=(double c);
+
+  private:
+    template <typename T, typename F>
+    T query(F fn) const {
+        T value{};
+        detail::check(fn(graph_, handle_, &value));
+        return value;
+    }
+
+    bp_graph *graph_ = nullptr;
+    bp_tensor handle_{0, 0, 0};
+};
+
+namespace detail {
+inline const std::int64_t *dims_ptr(const Shape &dims) noexcept { return dims.empty() ? nullptr : dims.data(); }
+
+/// Runs a C op that writes one tensor and wraps the result.
+template <typename F, typename... Args>
+Tensor op(bp_graph *graph, F fn, Args... args) {
+    bp_tensor out;
+    check(fn(graph, args..., &out));
+    return Tensor(graph, out);
+}
+}  // namespace detail
+
+/// Memory held by a graph: bytes of live tensor data and bytes pooled for reuse.
+struct MemoryUsage {
+    std::size_t live = 0;    ///< bytes held by live tensors
+    std::size_t pooled = 0;  ///< bytes kept in the pool of reusable buffers
+};
+
+/// A graph: the arena of tensors and the record of the ops that made them. Move-only; the
+/// destructor frees it and every tensor in it.
+class Graph {
+  public:
+    /// A new, empty graph (gradient recording on, generator seeded with 0).
+    Graph() { detail::check(bp_graph_new(&graph_)); }
+    /// Takes ownership of a graph made by bp_graph_new.
+    explicit Graph(bp_graph *adopt) noexcept : graph_(adopt) {}
+    Graph(const Graph &) = delete;
+    Graph &operator=(const Graph &) = delete;
+    /// Moves the graph; `other` is left empty and its destructor does nothing.
+    Graph(Graph &&other) noexcept : graph_(std::exchange(other.graph_, nullptr)) {}
+    /// Frees this graph, then takes `other`'s.
+    Graph &operator=(Graph &&other) noexcept {
+        if (this != &other) {
+            bp_graph_free(graph_);
+            graph_ = std::exchange(other.graph_, nullptr);
+        }
+        return *this;
+    }
+    /// Frees the graph; the status is ignored because destructors must not throw.
+    ~Graph() { bp_graph_free(graph_); }
+
+    /// The C pointer (still owned by this Graph); nullptr after a move.
+    bp_graph *get() const noexcept { return graph_; }
+    /// Gives up ownership: the caller must bp_graph_free the result.
+    bp_graph *release() noexcept { return std::exchange(graph_, nullptr); }
+
+    /// Drops every non-persistent tensor and every recorded op; call it between training steps.
+    void reset() { detail::check(bp_graph_reset(graph_)); }
+    /// Reseeds the generator, as torch.manual_seed.
+    void manual_seed(std::uint64_t seed) { detail::check(bp_graph_manual_seed(graph_, seed)); }
+    /// Caps the bytes of tensor data (SIZE_MAX: no limit).
+    void set_memory_limit(std::size_t bytes) { detail::check(bp_graph_set_memory_limit(graph_, bytes)); }
+    /// The memory limit in bytes (SIZE_MAX when unlimited).
+    std::size_t memory_limit() const { return query<std::size_t>(bp_graph_memory_limit); }
+    /// Bytes held by live tensors and by the pool.
+    MemoryUsage memory_used() const {
+        MemoryUsage usage;
+        detail::check(bp_graph_memory_used(graph_, &usage.live, &usage.pooled));
+        return usage;
+    }
+    /// The number of live tensors.
+    std::size_t tensor_count() const { return query<std::size_t>(bp_graph_tensor_count); }
+    /// The number of recorded ops.
+    std::size_t node_count() const { return query<std::size_t>(bp_graph_node_count); }
+    /// Whether ops record for autograd (off inside a NoGradGuard).
+    bool is_grad_enabled() const { return query<bool>(bp_graph_is_grad_enabled); }
+    /// Turns recording on or off; returns the previous setting. Prefer NoGradGuard.
+    bool set_grad_enabled(bool enabled) {
+        bool previous = true;
+        detail::check(bp_graph_set_grad_enabled(graph_, enabled, &previous));
+        return previous;
+    }
+    /// With it on, a NaN or infinity from an op throws Status::anomaly naming the op.
+    void set_anomaly_detection(bool enabled) { detail::check(bp_graph_set_anomaly_detection(graph_, enabled)); }
+
+    /// Zeros of the given shape.
+    Tensor zeros(const Shape &shape, DType dtype = DType::f32) {
+        return detail::op(graph_, bp_tensor_new, static_cast<bp_dtype>(dtype), detail::dims_ptr(shape), shape.size());
+    }
+    /// Every element equal to `value`.
+    Tensor full(const Shape &shape, double value, DType dtype = DType::f32) {
+        return detail::op(graph_, bp_tensor_full, static_cast<bp_dtype>(dtype), detail::dims_ptr(shape), shape.size(), value);
+    }
+    /// A float32 tensor holding a copy of `data` (row-major; data.size() must match the shape).
+    Tensor tensor(const std::vector<float> &data, const Shape &shape) {
+        return detail::op(graph_, bp_tensor_from_f32, data.data(), data.size(), detail::dims_ptr(shape), shape.size());
+    }
+    /// A float64 tensor holding a copy of `data`.
+    Tensor tensor(const std::vector<double> &data, const Shape &shape) {
+        return detail::op(graph_, bp_tensor_from_f64, data.data(), data.size(), detail::dims_ptr(shape), shape.size());
+    }
+    /// An int64 tensor (class indices, gather indices) holding a copy of `data`.
+    Tensor tensor(const std::vector<std::int64_t> &data, const Shape &shape) {
+        return detail::op(graph_, bp_tensor_from_i64, data.data(), data.size(), detail::dims_ptr(shape), shape.size());
+    }
+    /// start, start + step, … below end (torch.arange).
+    Tensor arange(double start, double end, double step = 1.0, DType dtype = DType::f32) {
+        return detail::op(graph_, bp_tensor_arange, start, end, step, static_cast<bp_dtype>(dtype));
+    }
+    /// Uniform on [low, high), exactly as torch's generator after the same manual_seed.
+    Tensor rand(const Shape &shape, double low = 0.0, double high = 1.0, DType dtype = DType::f32) {
+        return detail::op(graph_, bp_tensor_rand, static_cast<bp_dtype>(dtype), detail::dims_ptr(shape), shape.size(), low, high);
+    }
+    /// Normal samples (torch.randn(shape) * std + mean).
+    Tensor randn(const Shape &shape, double mean = 0.0, double std = 1.0, DType dtype = DType::f32) {
+        return detail::op(graph_, bp_tensor_randn, static_cast<bp_dtype>(dtype), detail::dims_ptr(shape), shape.size(), mean, std);
+    }
+    /// int64 uniform on the integers [low, high) (torch.randint).
+    Tensor randint(std::int64_t low, std::int64_t high, const Shape &shape) {
+        return detail::op(graph_, bp_tensor_randint, low, high, detail::dims_ptr(shape), shape.size());
+    }
+
+  private:
+    template <typename T, typename F>
+    T query(F fn) const {
+        T value{};
+        detail::check(fn(graph_, &value));
+        return value;
+    }
+
+    bp_graph *graph_ = nullptr;
+};
+
+/// Turns gradient recording off for its scope and restores the previous setting when it ends
+/// (torch.no_grad()). Not copyable or movable: it is a scope.
+class NoGradGuard {
+  public:
+    /// Turns recording off on `graph`.
+    explicit NoGradGuard(Graph &graph) : graph_(graph.get()) {
+        detail::check(bp_graph_set_grad_enabled(graph_, false, &previous_));
+    }
+    NoGradGuard(const NoGradGuard &) = delete;
+    NoGradGuard &operator=(const NoGradGuard &) = delete;
+    /// Restores the previous setting.
+    ~NoGradGuard() { bp_graph_set_grad_enabled(graph_, previous_, nullptr); }
+
+  private:
+    bp_graph *graph_;
+    bool previous_ = true;
+};
+
+// ---- elementwise --------------------------------------------------------------------------------
+
+/// -x.
+inline Tensor neg(const Tensor &x) { return detail::op(x.graph(), bp_neg, x.handle()); }
+/// e^x.
+inline Tensor exp(const Tensor &x) { return detail::op(x.graph(), bp_exp, x.handle()); }
+/// ln x.
+inline Tensor log(const Tensor &x) { return detail::op(x.graph(), bp_log, x.handle()); }
+/// √x.
+inline Tensor sqrt(const Tensor &x) { return detail::op(x.graph(), bp_sqrt, x.handle()); }
+/// |x|.
+inline Tensor abs(const Tensor &x) { return detail::op(x.graph(), bp_abs, x.handle()); }
+/// max(x, 0).
+inline Tensor relu(const Tensor &x) { return detail::op(x.graph(), bp_relu, x.handle()); }
+/// 1 / (1 + e^-x).
+inline Tensor sigmoid(const Tensor &x) { return detail::op(x.graph(), bp_sigmoid, x.handle()); }
+/// tanh x.
+inline Tensor tanh(const Tensor &x) { return detail::op(x.graph(), bp_tanh, x.handle()); }
+/// The exact (erf) GELU.
+inline Tensor gelu(const Tensor &x) { return detail::op(x.graph(), bp_gelu, x.handle()); }
+/// x for x > 0, slope·x otherwise.
+inline Tensor leaky_relu(const Tensor &x, double slope = 0.01) { return detail::op(x.graph(), bp_leaky_relu, x.handle(), slope); }
+/// x^exponent.
+inline Tensor pow(const Tensor &x, double exponent) { return detail::op(x.graph(), bp_pow, x.handle(), exponent); }
+
+/// a + b, broadcasting.
+inline Tensor operator+(const Tensor &a, const Tensor &b) { return detail::op(a.graph(), bp_add, a.handle(), b.handle()); }
+/// a - b, broadcasting.
+inline Tensor operator-(const Tensor &a, const Tensor &b) { return detail::op(a.graph(), bp_sub, a.handle(), b.handle()); }
+/// a · b elementwise, broadcasting.
+inline Tensor operator*(const Tensor &a, const Tensor &b) { return detail::op(a.graph(), bp_mul, a.handle(), b.handle()); }
+/// a / b elementwise, broadcasting.
+inline Tensor operator/(const Tensor &a, const Tensor &b) { return detail::op(a.graph(), bp_div, a.handle(), b.handle()); }
+/// -x.
+inline Tensor operator-(const Tensor &x) { return neg(x); }
+/// x + c.
+inline Tensor operator+(const Tensor &x, double c) { return detail::op(x.graph(), bp_add_scalar, x.handle(), c); }
+/// c + x.
+inline Tensor operator+(double c, const Tensor &x) { return x + c; }
+/// x - c.
+inline Tensor operator-(const Tensor &x, double c) { return x + (-c); }
+/// c - x.
+inline Tensor operator-(double c, const Tensor &x) { return neg(x) + c; }
+/// x · c.
+inline Tensor operator*(const Tensor &x, double c) { return detail::op(x.graph(), bp_mul_scalar, x.handle(), c); }
+/// c · x.
+inline Tensor operator*(double c, const Tensor &x) { return x * c; }
+/// x / c.
+inline Tensor operator/(const Tensor &x, double c) { return x * (1.0 / c); }
+/// c / x.
+inline Tensor operator/(double c, const Tensor &x) { return pow(x, -1.0) * c; }
+
+inline Tensor &Tensor::operator+=(const Tensor &rhs) { assign(*this + rhs); return *this; }
+inline Tensor &Tensor::operator-=(const Tensor &rhs) { assign(*this - rhs); return *this; }
+inline Tensor &Tensor::operator*=(const Tensor &rhs) { assign(*this * rhs); return *this; }
+inline Tensor &Tensor::operator/=(const Tensor &rhs) { assign(*this / rhs); return *this; }
+inline Tensor &Tensor::operator+=(double c) { assign(*this + c); return *this; }
+inline Tensor &Tensor::operator-=(double c) { assign(*this - c); return *this; }
+inline Tensor &Tensor::operator*=(double c) { assign(*this * c); return *this; }
+inline Tensor &Tensor::operator/=(double c) { assign(*this / c); return *this; }
+
+// ---- reductions ---------------------------------------------------------------------------------
+
+/// The sum over `dims` (all of them when empty; negative count from the end).
+inline Tensor sum(const Tensor &x, const Shape &dims = {}, bool keepdim = false) {
+    return detail::op(x.graph(), bp_sum, x.handle(), detail::dims_ptr(dims), dims.size(), keepdim);
+}
+/// The mean over `dims` (all of them when empty).
+inline Tensor mean(const Tensor &x, const Shape &dims = {}, bool keepdim = false) {
+    return detail::op(x.graph(), bp_mean, x.handle(), detail::dims_ptr(dims), dims.size(), keepdim);
+}
+/// The maximum over `dims` (all of them when empty); ties share the gradient (torch.amax).
+inline Tensor max(const Tensor &x, const Shape &dims = {}, bool keepdim = false) {
+    return detail::op(x.graph(), bp_max, x.handle(), detail::dims_ptr(dims), dims.size(), keepdim);
+}
+/// Softmax over `dim`.
+inline Tensor softmax(const Tensor &x, std::int64_t dim) { return detail::op(x.graph(), bp_softmax, x.handle(), dim); }
+/// Log-softmax over `dim`, computed stably.
+inline Tensor log_softmax(const Tensor &x, std::int64_t dim) { return detail::op(x.graph(), bp_log_softmax, x.handle(), dim); }
+
+// ---- shapes -------------------------------------------------------------------------------------
+
+/// The same elements in a new shape (one dimension may be -1).
+inline Tensor reshape(const Tensor &x, const Shape &shape) {
+    return detail::op(x.graph(), bp_reshape, x.handle(), detail::dims_ptr(shape), shape.size());
+}
+/// Output dimension i is input dimension perm[i].
+inline Tensor permute(const Tensor &x, const Shape &perm) {
+    return detail::op(x.graph(), bp_permute, x.handle(), detail::dims_ptr(perm), perm.size());
+}
+/// Swaps two dimensions.
+inline Tensor transpose(const Tensor &x, std::int64_t dim0, std::int64_t dim1) {
+    return detail::op(x.graph(), bp_transpose, x.handle(), dim0, dim1);
+}
+/// Broadcasts to `shape` (torch.broadcast_to).
+inline Tensor expand(const Tensor &x, const Shape &shape) {
+    return detail::op(x.graph(), bp_expand, x.handle(), detail::dims_ptr(shape), shape.size());
+}
+/// Sums down to `shape` (the adjoint of expand).
+inline Tensor sum_to(const Tensor &x, const Shape &shape) {
+    return detail::op(x.graph(), bp_sum_to, x.handle(), detail::dims_ptr(shape), shape.size());
+}
+/// Joins tensors along `dim`.
+inline Tensor concat(const std::vector<Tensor> &xs, std::int64_t dim) {
+    std::vector<bp_tensor> handles;
+    handles.reserve(xs.size());
+    for (const Tensor &x : xs) handles.push_back(x.handle());
+    bp_graph *graph = xs.empty() ? nullptr : xs.front().graph();
+    return detail::op(graph, bp_concat, handles.empty() ? nullptr : handles.data(), handles.size(), dim);
+}
+/// x[..., start:end:step] along `dim` (Python's bounds rules).
+inline Tensor slice(const Tensor &x, std::int64_t dim, std::int64_t start, std::int64_t end, std::int64_t step = 1) {
+    return detail::op(x.graph(), bp_slice, x.handle(), dim, start, end, step);
+}
+/// Zeros of `shape` with x written at start, start + step, … along `dim` (the adjoint of slice).
+inline Tensor slice_scatter(const Tensor &x, const Shape &shape, std::int64_t dim, std::int64_t start, std::int64_t step = 1) {
+    return detail::op(x.graph(), bp_slice_scatter, x.handle(), detail::dims_ptr(shape), shape.size(), dim, start, step);
+}
+/// The slices index[k] of x along `dim` (index: 1-D int64).
+inline Tensor index_select(const Tensor &x, std::int64_t dim, const Tensor &index) {
+    return detail::op(x.graph(), bp_index_select, x.handle(), dim, index.handle());
+}
+/// Zeros with `size` entries along `dim`, then out[index[k]] += x[k] (the adjoint of index_select).
+inline Tensor index_add(const Tensor &x, std::int64_t dim, const Tensor &index, std::int64_t size) {
+    return detail::op(x.graph(), bp_index_add, x.handle(), dim, index.handle(), size);
+}
+/// torch.gather.
+inline Tensor gather(const Tensor &x, std::int64_t dim, const Tensor &index) {
+    return detail::op(x.graph(), bp_gather, x.handle(), dim, index.handle());
+}
+/// Zeros of `shape`, then out[..index..] += x along `dim` (the adjoint of gather).
+inline Tensor scatter_add(const Tensor &x, std::int64_t dim, const Tensor &index, const Shape &shape) {
+    return detail::op(x.graph(), bp_scatter_add, x.handle(), dim, index.handle(), detail::dims_ptr(shape), shape.size());
+}
+
+// ---- linear algebra, layers, losses -------------------------------------------------------------
+
+/// The matrix product, batched over leading dimensions.
+inline Tensor matmul(const Tensor &a, const Tensor &b) { return detail::op(a.graph(), bp_matmul, a.handle(), b.handle()); }
+/// op(a)·op(b), op transposing the last two dimensions when asked (no copy).
+inline Tensor matmul_t(const Tensor &a, const Tensor &b, bool transpose_a, bool transpose_b) {
+    return detail::op(a.graph(), bp_matmul_t, a.handle(), b.handle(), transpose_a, transpose_b);
+}
+/// x·Wᵀ (weight [out, in], PyTorch's layout).
+inline Tensor linear(const Tensor &x, const Tensor &weight) {
+    return detail::op(x.graph(), bp_linear, x.handle(), weight.handle(), static_cast<const bp_tensor *>(nullptr));
+}
+/// x·Wᵀ + b.
+inline Tensor linear(const Tensor &x, const Tensor &weight, const Tensor &bias) {
+    bp_tensor b = bias.handle();
+    return detail::op(x.graph(), bp_linear, x.handle(), weight.handle(), static_cast<const bp_tensor *>(&b));
+}
+/// Mean squared error.
+inline Tensor mse_loss(const Tensor &a, const Tensor &b, Reduction reduction = Reduction::mean) {
+    return detail::op(a.graph(), bp_mse_loss, a.handle(), b.handle(), static_cast<bp_reduction>(reduction));
+}
+/// Cross-entropy of logits [N, C] against int64 classes [N], mean over samples.
+inline Tensor cross_entropy(const Tensor &logits, const Tensor &target) {
+    return detail::op(logits.graph(), bp_cross_entropy, logits.handle(), target.handle());
+}
+/// Cross-entropy with PyTorch's options (ignore_index -100 is PyTorch's default).
+inline Tensor cross_entropy(const Tensor &logits, const Tensor &target, Reduction reduction, double label_smoothing = 0.0,
+                            std::int64_t ignore_index = -100) {
+    return detail::op(logits.graph(), bp_cross_entropy_ex, logits.handle(), target.handle(), static_cast<bp_reduction>(reduction),
+                      label_smoothing, ignore_index);
+}
+/// Binary cross-entropy of logits against probabilities, computed stably.
+inline Tensor binary_cross_entropy_with_logits(const Tensor &x, const Tensor &target, Reduction reduction = Reduction::mean) {
+    return detail::op(x.graph(), bp_binary_cross_entropy_with_logits, x.handle(), target.handle(), static_cast<bp_reduction>(reduction));
+}
+/// Dropout with probability p when training (x itself otherwise).
+inline Tensor dropout(const Tensor &x, double p, bool training = true) {
+    return detail::op(x.graph(), bp_dropout, x.handle(), p, training);
+}
+
+namespace autograd {
+/// torch.autograd.grad: d(Σ outputs·grad_outputs)/d inputs, without touching any .grad.
+/// `grad_outputs` may be empty when every output has one element; a null Tensor in it means "seed
+/// with 1". With create_graph the results are differentiable.
+inline std::vector<Tensor> grad(const std::vector<Tensor> &outputs, const std::vector<Tensor> &inputs,
+                                const std::vector<Tensor> &grad_outputs = {}, bool retain_graph = false,
+                                bool create_graph = false) {
+    auto handles = [](const std::vector<Tensor> &ts) {
+        std::vector<bp_tensor> hs;
+        hs.reserve(ts.size());
+        for (const Tensor &t : ts) hs.push_back(t.handle());
+        return hs;
+    };
+    std::vector<bp_tensor> outs = handles(outputs), ins = handles(inputs), seeds = handles(grad_outputs);
+    std::vector<bp_tensor> grads(inputs.size());
+    bp_graph *graph = outputs.empty() ? nullptr : outputs.front().graph();
+    detail::check(bp_grad_of(graph, outs.empty() ? nullptr : outs.data(), outs.size(), ins.empty() ? nullptr : ins.data(),
+                             ins.size(), seeds.empty() ? nullptr : seeds.data(), seeds.size(), retain_graph, create_graph,
+                             grads.empty() ? nullptr : grads.data(), grads.size()));
+    std::vector<Tensor> result;
+    result.reserve(grads.size());
+    for (const bp_tensor &g : grads) result.emplace_back(graph, g);
+    return result;
+}
+}  // namespace autograd
+
+namespace debug {
+/// Makes the library panic on purpose; always throws bp::Error with Status::internal. For testing
+/// the handling of internal errors.
+inline void trigger_panic() { detail::check(bp_debug_trigger_panic()); }
+}  // namespace debug
+
+}  // namespace bp
+
+#endif  // BP_HPP
