@@ -53,15 +53,20 @@
 typedef struct bp_graph bp_graph;
 
 /**
+ * The number of `uint32_t` words in a saved random-generator state.
+ */
+#define BP_GENERATOR_STATE_WORDS 630
+
+/**
  * The result of every fallible call: `BP_OK` (0) or one of the `BP_ERR_*` codes. The numbers are
  * pinned forever and never reused.
  */
 typedef int32_t bp_status;
 
 /**
- * A handle to a tensor in a [`Graph`]. Copy it freely: it is three integers, not a pointer.
- * A handle whose tensor was freed, or that names another graph, is rejected with
- * [`ErrorKind::InvalidHandle`](crate::ErrorKind::InvalidHandle).
+ * A handle to a tensor in a graph (`bp::Graph`; `bp_tensor` in C). Copy it freely: it is three
+ * integers, not a pointer; all zeros is the null handle. A handle whose tensor was freed, or that names
+ * another graph, is rejected with `ErrorKind::InvalidHandle` (`BP_ERR_INVALID_HANDLE` in C).
  */
 typedef struct {
   /**
@@ -409,6 +414,29 @@ bp_status bp_graph_node_count(bp_graph *graph,
  */
 bp_status bp_graph_manual_seed(bp_graph *graph,
                                uint64_t seed);
+
+/**
+ * Copies the whole state of the graph's random generator (seed, position, cached normal sample and
+ * the 624 Mersenne Twister words) into `words_out[0..len]`; `len` must be `BP_GENERATOR_STATE_WORDS`.
+ * Restoring it with `bp_graph_set_generator_state` makes the generator continue exactly from here
+ * (for checkpoints that resume bit for bit).
+ *
+ * Ownership: the caller owns `words_out`; the library keeps no pointer to it.
+ */
+bp_status bp_graph_get_generator_state(bp_graph *graph,
+                                       uint32_t *words_out,
+                                       size_t len);
+
+/**
+ * Replaces the graph's random generator with a state saved by `bp_graph_get_generator_state`
+ * (`len` must be `BP_GENERATOR_STATE_WORDS`). Malformed words fail with `BP_ERR_FORMAT` and leave the
+ * generator unchanged.
+ *
+ * Ownership: `words` is only read during the call.
+ */
+bp_status bp_graph_set_generator_state(bp_graph *graph,
+                                       const uint32_t *words,
+                                       size_t len);
 
 /**
  * Turns gradient recording on or off (off is PyTorch's `torch.no_grad()`): with it off, ops record

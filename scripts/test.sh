@@ -4,8 +4,10 @@
 #   2. cmake configure + build        (cargo build --release through CMake, every C/C++/Go test program)
 #   3. ctest                          (C, C++ and Go tests, examples, install test, and every C/C++
 #                                      test again under valgrind memcheck)
-# Needs cargo, cmake, a C and C++ compiler, pkg-config, Go >= 1.21, valgrind and GoogleTest (the last
-# two installed with apt-get if missing).
+#   4. tests/python/run.sh            (checkpoints against the reference safetensors implementation;
+#                                      a PyTorch round trip where torch is installed, else SKIPPED)
+# Needs cargo, cmake, a C and C++ compiler and Go >= 1.21; valgrind, pkg-config and GoogleTest are
+# installed with apt-get if missing.
 # Environment: BP_BUILD_DIR (default <repo>/build), BP_JOBS (default: number of CPUs).
 set -euo pipefail
 
@@ -13,17 +15,20 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BP_BUILD_DIR:-$root/build}
 jobs=${BP_JOBS:-$(nproc 2>/dev/null || echo 2)}
 
+# valgrind runs the memcheck pass; pkg-config is used by the install test; GoogleTest by the C++ tests.
 missing=""
 command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
+command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
 [ -f /usr/include/gtest/gtest.h ] || missing="$missing libgtest-dev"
 if [ -n "$missing" ]; then
     echo "test.sh: installing$missing with apt-get" >&2
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
     $sudo apt-get update -qq
-    # shellcheck disable=SC2086 # one word per package
+    # shellcheck disable=SC2086
     $sudo apt-get install -y -qq $missing
 fi
+# The Go binding's tests need go; the official tarball installs it outside PATH.
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
     export PATH="$PATH:/usr/local/go/bin"
 fi
@@ -39,3 +44,6 @@ cmake --build "$build" --parallel "$jobs"
 echo "== ctest (every label, memcheck included)"
 cd "$build"
 ctest --output-on-failure --parallel "$jobs"
+
+echo "== checkpoint interop (safetensors reference implementation)"
+bash "$root/tests/python/run.sh" "$build"

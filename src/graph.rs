@@ -16,9 +16,9 @@ use crate::shape::Shape;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A handle to a tensor in a [`Graph`]. Copy it freely: it is three integers, not a pointer.
-/// A handle whose tensor was freed, or that names another graph, is rejected with
-/// [`ErrorKind::InvalidHandle`](crate::ErrorKind::InvalidHandle).
+/// A handle to a tensor in a graph (`bp::Graph`; `bp_tensor` in C). Copy it freely: it is three
+/// integers, not a pointer; all zeros is the null handle. A handle whose tensor was freed, or that names
+/// another graph, is rejected with `ErrorKind::InvalidHandle` (`BP_ERR_INVALID_HANDLE` in C).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Tensor {

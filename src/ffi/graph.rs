@@ -12,7 +12,7 @@
 //! threads at once makes one of the calls fail instead of racing. Separate graphs share nothing, so
 //! there is no global lock on the hot path (the queue's mutex is taken only by `_new` and `_free`).
 
-use super::boundary::{boundary, error, slice_out, Out};
+use super::boundary::{boundary, error, slice_in, slice_out, Out};
 use super::bp_status;
 use crate::error::{ErrorKind, Result};
 use crate::graph::{Graph, Tensor};
@@ -30,6 +30,8 @@ const REUSE_DELAY: usize = 64;
 
 /// A graph: an arena of tensors and the record of the ops that made them. Opaque: C only holds
 /// pointers to it, made by `bp_graph_new` and released by `bp_graph_free`.
+// repr(C) pins `magic` at offset 0, so checking a forged pointer reads only its first 8 bytes.
+#[repr(C)]
 pub struct bp_graph {
     magic: u64,
     live: AtomicBool,
@@ -67,13 +69,16 @@ fn lock_shell<'a>(g: *mut bp_graph) -> Result<BusyGuard<'a>> {
         return Err(error(ErrorKind::InvalidHandle, "the graph pointer is forged: it is not aligned like a bp_graph"));
     }
     // SAFETY: the C contract is that `g` came from bp_graph_new. Shells are never deallocated, so even
-    // after bp_graph_free this memory is a live shell; `magic` is written once before the pointer is
-    // handed out and never changed. For a pointer that did not come from bp_graph_new this read is the
-    // best-effort forgery check described in the module doc.
-    let shell: &'a bp_graph = unsafe { &*g };
-    if shell.magic != MAGIC {
+    // after bp_graph_free this memory is a live shell; `magic` (offset 0, repr(C)) is written once before
+    // the pointer is handed out and never changed. Only those 8 bytes are read before the check, through
+    // a raw pointer: for a pointer that did not come from bp_graph_new this is the best-effort forgery
+    // check described in the module doc, and no reference to a whole bp_graph is formed yet.
+    let magic = unsafe { std::ptr::addr_of!((*g).magic).read_volatile() };
+    if magic != MAGIC {
         return Err(error(ErrorKind::InvalidHandle, "the graph pointer is forged: it does not point to a bp_graph"));
     }
+    // SAFETY: the magic number says this is a shell, and shells live for the rest of the process.
+    let shell: &'a bp_graph = unsafe { &*g };
     if shell.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
         return Err(error(ErrorKind::InvalidArgument, "the graph is being used by another thread right now; a graph must be used by one thread at a time"));
     }
@@ -260,6 +265,49 @@ pub extern "C" fn bp_graph_manual_seed(graph: *mut bp_graph, seed: u64) -> bp_st
     }))
 }
 
+/// The number of `uint32_t` words in a saved random-generator state.
+pub const BP_GENERATOR_STATE_WORDS: usize = 630;
+
+/// Copies the whole state of the graph's random generator (seed, position, cached normal sample and
+/// the 624 Mersenne Twister words) into `words_out[0..len]`; `len` must be `BP_GENERATOR_STATE_WORDS`.
+/// Restoring it with `bp_graph_set_generator_state` makes the generator continue exactly from here
+/// (for checkpoints that resume bit for bit).
+///
+/// Ownership: the caller owns `words_out`; the library keeps no pointer to it.
+#[no_mangle]
+pub extern "C" fn bp_graph_get_generator_state(graph: *mut bp_graph, words_out: *mut u32, len: usize) -> bp_status {
+    boundary(|| {
+        if len != BP_GENERATOR_STATE_WORDS {
+            return Err(error(ErrorKind::InvalidArgument, format!("the state has {} words, not {}", BP_GENERATOR_STATE_WORDS, len)));
+        }
+        let dst = slice_out(words_out, len, "words_out")?;
+        let words = with_graph(graph, |g| Ok(g.generator().to_words()))?;
+        if words.len() != len {
+            return Err(error(ErrorKind::Internal, "the generator state changed size"));
+        }
+        dst.copy_from_slice(&words);
+        Ok(())
+    })
+}
+
+/// Replaces the graph's random generator with a state saved by `bp_graph_get_generator_state`
+/// (`len` must be `BP_GENERATOR_STATE_WORDS`). Malformed words fail with `BP_ERR_FORMAT` and leave the
+/// generator unchanged.
+///
+/// Ownership: `words` is only read during the call.
+#[no_mangle]
+pub extern "C" fn bp_graph_set_generator_state(graph: *mut bp_graph, words: *const u32, len: usize) -> bp_status {
+    boundary(|| {
+        let src = slice_in(words, len, "words")?;
+        let gen = crate::rng::Generator::from_words(src)
+            .ok_or_else(|| error(ErrorKind::Format, format!("not a generator state ({} words; {} expected)", len, BP_GENERATOR_STATE_WORDS)))?;
+        with_graph(graph, |g| {
+            g.set_generator(gen);
+            Ok(())
+        })
+    })
+}
+
 /// Turns gradient recording on or off (off is PyTorch's `torch.no_grad()`): with it off, ops record
 /// nothing and their results do not require grad. Writes the previous setting to `*previous_out` when
 /// it is not NULL, so that a caller can restore it.
@@ -339,6 +387,11 @@ mod tests {
         let mut g = std::ptr::null_mut();
         assert_eq!(bp_graph_new(&mut g), BP_OK);
         g
+    }
+
+    #[test]
+    fn generator_state_size_matches_the_engine() {
+        assert_eq!(crate::rng::Generator::new(5).to_words().len(), BP_GENERATOR_STATE_WORDS);
     }
 
     #[test]
