@@ -245,6 +245,9 @@ func TestEveryErrorPathReturnsItsCode(t *testing.T) {
 			_, err := Must(g.Full(Float32, -1, 1)).Log()
 			return err
 		}},
+		{"malformed generator state", ErrFormat, func(g *Graph) error {
+			return g.SetGeneratorState([]uint32{1, 2, 3})
+		}},
 		{"panic inside the library", ErrInternal, func(*Graph) error { return DebugTriggerPanic() }},
 	}
 	for _, c := range cases {
@@ -412,6 +415,25 @@ func TestFactoriesAndSlicesCopyBothWays(t *testing.T) {
 	y := must[Tensor](t)(g.Zeros(Float32, 2, 3))
 	ok(t, y.Assign(x))
 	near(t, "assigned", must[[]float32](t)(y.Float32s()), []float64{6, 5, 4, 3, 2, 1}, 0)
+}
+
+func TestARestoredGeneratorStateReplaysTheDraws(t *testing.T) {
+	g := newGraph(t)
+	ok(t, g.ManualSeed(11))
+	state := must[[]uint32](t)(g.GeneratorState())
+	if len(state) != GeneratorStateWords {
+		t.Fatalf("%d words", len(state))
+	}
+	first := values(t, must[Tensor](t)(g.Randn(Float64, 0, 1, 100)))
+	ok(t, g.ManualSeed(99))
+	ok(t, g.SetGeneratorState(state))
+	again := values(t, must[Tensor](t)(g.Randn(Float64, 0, 1, 100)))
+	near(t, "replayed", again, first, 0)
+	bad := append([]uint32(nil), state...)
+	bad[2] = 100000 // a position past the end of the state
+	if err := g.SetGeneratorState(bad); !errors.Is(err, ErrFormat) {
+		t.Fatalf("malformed state: %v", err)
+	}
 }
 
 func TestPersistentTensorsSurviveReset(t *testing.T) {

@@ -75,6 +75,30 @@ func (g *Graph) ManualSeed(seed uint64) error {
 	return g.call(func(p *C.bp_graph) C.bp_status { return C.bp_graph_manual_seed(p, C.uint64_t(seed)) })
 }
 
+// GeneratorStateWords is the length of a saved generator state.
+const GeneratorStateWords = int(C.BP_GENERATOR_STATE_WORDS)
+
+// GeneratorState copies the whole state of the graph's random generator (for checkpoints that
+// resume bit for bit).
+func (g *Graph) GeneratorState() ([]uint32, error) {
+	words := make([]uint32, GeneratorStateWords)
+	err := g.call(func(p *C.bp_graph) C.bp_status {
+		return C.bp_graph_get_generator_state(p, (*C.uint32_t)(unsafe.Pointer(first(words))), C.size_t(len(words)))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return words, nil
+}
+
+// SetGeneratorState restores a state saved by GeneratorState; malformed words fail with
+// StatusFormat and leave the generator unchanged.
+func (g *Graph) SetGeneratorState(words []uint32) error {
+	return g.call(func(p *C.bp_graph) C.bp_status {
+		return C.bp_graph_set_generator_state(p, (*C.uint32_t)(unsafe.Pointer(first(words))), C.size_t(len(words)))
+	})
+}
+
 // NoLimit is the memory limit that means "unlimited".
 const NoLimit = ^uint64(0)
 

@@ -102,6 +102,21 @@ TEST(Graph, manual_seed_replays_the_generator) {
     for (std::int64_t v : i1) EXPECT_TRUE(v >= 0 && v < 10);
 }
 
+TEST(Graph, a_restored_generator_state_replays_the_draws_and_a_malformed_one_is_a_format_error) {
+    bp::Graph g;
+    g.manual_seed(11);
+    std::vector<std::uint32_t> state = g.generator_state();
+    ASSERT_EQ(state.size(), static_cast<std::size_t>(BP_GENERATOR_STATE_WORDS));
+    std::vector<double> first = g.randn({100}, 0.0, 1.0, bp::DType::f64).to_vector<double>();
+    g.manual_seed(99);
+    g.set_generator_state(state);
+    EXPECT_EQ(g.randn({100}, 0.0, 1.0, bp::DType::f64).to_vector<double>(), first);
+    bp_test::expect_error(bp::Status::format, [&] { g.set_generator_state({1, 2, 3}); });
+    std::vector<std::uint32_t> bad = state;
+    bad[2] = 100000;  // a position past the end of the state
+    bp_test::expect_error(bp::Status::format, [&] { g.set_generator_state(bad); });
+}
+
 TEST(Graph, factories_make_the_asked_shape_type_and_values) {
     bp::Graph g;
     bp::Tensor z = g.zeros({2, 3}, bp::DType::f64);
@@ -268,6 +283,7 @@ TEST(Error, every_error_path_throws_its_code) {
              a.set_anomaly_detection(true);
              bp::log(a.full({1}, -1.0));
          }},
+        {"malformed generator state", bp::Status::format, [&] { g.set_generator_state(std::vector<std::uint32_t>(4)); }},
         {"panic inside the library", bp::Status::internal, [] { bp::debug::trigger_panic(); }},
     };
     for (const Case &c : cases) {

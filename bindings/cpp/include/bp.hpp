@@ -300,6 +300,16 @@ class Graph {
     void reset() { detail::check(bp_graph_reset(graph_)); }
     /// Reseeds the generator, as torch.manual_seed.
     void manual_seed(std::uint64_t seed) { detail::check(bp_graph_manual_seed(graph_, seed)); }
+    /// The whole state of the random generator (BP_GENERATOR_STATE_WORDS words), for checkpoints.
+    std::vector<std::uint32_t> generator_state() const {
+        std::vector<std::uint32_t> words(BP_GENERATOR_STATE_WORDS);
+        detail::check(bp_graph_get_generator_state(graph_, words.data(), words.size()));
+        return words;
+    }
+    /// Restores a state from generator_state(); malformed words throw Status::format and change nothing.
+    void set_generator_state(const std::vector<std::uint32_t> &words) {
+        detail::check(bp_graph_set_generator_state(graph_, words.data(), words.size()));
+    }
     /// Caps the bytes of tensor data (SIZE_MAX: no limit).
     void set_memory_limit(std::size_t bytes) { detail::check(bp_graph_set_memory_limit(graph_, bytes)); }
     /// The memory limit in bytes (SIZE_MAX when unlimited).
