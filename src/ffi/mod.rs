@@ -35,7 +35,12 @@
 
 pub mod autograd;
 pub mod boundary;
+pub mod data;
 pub mod graph;
+pub mod io;
+pub mod nn;
+pub(crate) mod object;
+pub mod optim;
 pub mod ops;
 pub mod tensor;
 pub mod version;

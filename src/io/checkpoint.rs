@@ -5,7 +5,8 @@
 //!   `model.load_state_dict({k: v for k, v in load_file(path).items() if k in model.state_dict()})` works;
 //! - `optim.<param>.<buffer>` (float32, the parameter's shape: `exp_avg`, `exp_avg_sq`,
 //!   `momentum_buffer`, …) and `optim.<param>.step` (int64 scalar); `optim.lr` (float64 scalar);
-//!   metadata `optim.type` ("sgd", "adam", "adamw", "rmsprop");
+//!   metadata `optim.type` ("sgd", "adam", "adamw", "rmsprop") and `optim.config` (the other
+//!   hyperparameters as text; a checkpoint made with other values is refused);
 //! - `schedule.last_epoch` (int64), `schedule.base_lr` and `schedule.last_lr` (float64); metadata
 //!   `schedule.type`;
 //! - `rng.graph`: the graph's generator (int64 words, each holding 32 bits) — dropout draws from it;
@@ -91,6 +92,7 @@ pub fn save_checkpoint(path: &Path, g: &Graph, model: &Sequential, parts: Traini
     st.insert("rng.graph", words(g.generator()))?;
     if let Some(opt) = parts.optimizer {
         st.set_metadata("optim.type", opt.kind());
+        st.set_metadata("optim.config", &opt.config_text());
         st.insert("optim.lr", scalar_f64(opt.lr()))?;
         let state = opt.state();
         for s in &state.slots {
@@ -245,6 +247,10 @@ fn validate_and_restore(st: &SafeTensors, g: &mut Graph, model: &Sequential, par
             if kind != opt.kind() {
                 bail!(Format, "the checkpoint's optimizer is {:?}, this one is {:?}", kind, opt.kind());
             }
+            let config = st.metadata("optim.config").ok_or_else(|| err!(Format, "the checkpoint's optimizer has no recorded configuration"))?;
+            if config != opt.config_text() {
+                bail!(Format, "the checkpoint's {} was configured with {}, this one with {}", kind, config, opt.config_text());
+            }
             let lr = get_f64(st, "optim.lr")?;
             let state = opt.state();
             let mut known: Vec<String> = vec!["optim.lr".into()];
@@ -266,7 +272,8 @@ fn validate_and_restore(st: &SafeTensors, g: &mut Graph, model: &Sequential, par
                     bufs.push(take(st, &name, StDtype::F32, &s.dims)?.to_f32()?);
                     known.push(name);
                 }
-                if !bufs.is_empty() && bufs.len() != state.buffer_names.len() {
+                let required = step > 0 && opt.stepped_state_has_buffers();
+                if (required || !bufs.is_empty()) && bufs.len() != state.buffer_names.len() {
                     bail!(Format, "optimizer state of {:?} is incomplete: {} of its buffers {:?}", s.name, bufs.len(), state.buffer_names);
                 }
                 slots.push((step, bufs));

@@ -121,6 +121,10 @@ impl Optimizer for Adam {
     fn kind(&self) -> &'static str {
         if self.config.decoupled { "adamw" } else { "adam" }
     }
+    fn config_text(&self) -> String {
+        let c = &self.config;
+        format!("beta1={:?} beta2={:?} eps={:?} weight_decay={:?} amsgrad={}", c.beta1, c.beta2, c.eps, c.weight_decay, c.amsgrad)
+    }
     fn state(&self) -> &ParamStates {
         &self.state
     }

@@ -36,6 +36,14 @@ pub trait Optimizer {
     fn state(&self) -> &ParamStates;
     /// Mutable per-parameter state, for restoring a checkpoint.
     fn state_mut(&mut self) -> &mut ParamStates;
+    /// The hyperparameters other than the learning rate, as text (`"momentum=0.9 dampening=0 …"`):
+    /// recorded in checkpoints, and a checkpoint made with other values is refused.
+    fn config_text(&self) -> String;
+    /// Whether a parameter that has taken a step always has its buffers (Adam, RMSprop); SGD's
+    /// momentum buffer may be absent, as PyTorch's `momentum_buffer` may be None.
+    fn stepped_state_has_buffers(&self) -> bool {
+        true
+    }
     /// Drops the `.grad` of every parameter (`zero_grad(set_to_none=True)`, PyTorch's default).
     fn zero_grad(&self, g: &mut Graph) -> Result<()> {
         for s in &self.state().slots {
