@@ -26,6 +26,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -607,6 +608,454 @@ namespace debug {
 /// the handling of internal errors.
 inline void trigger_panic() { detail::check(bp_debug_trigger_panic()); }
 }  // namespace debug
+
+
+// ---- the training toolkit: data, models, optimizers, schedules, checkpoints ---------------------
+
+namespace detail {
+/// A move-only owner of a C object released by `Free` (which accepts NULL). The base of Dataset,
+/// Loader, Model, Optimizer and Schedule.
+template <typename T, bp_status (*Free)(T *)>
+class Owner {
+  public:
+    Owner(const Owner &) = delete;
+    Owner &operator=(const Owner &) = delete;
+    Owner(Owner &&other) noexcept : ptr_(std::exchange(other.ptr_, nullptr)) {}
+    Owner &operator=(Owner &&other) noexcept {
+        if (this != &other) {
+            Free(ptr_);
+            ptr_ = std::exchange(other.ptr_, nullptr);
+        }
+        return *this;
+    }
+    /// Frees the object; the status is ignored because destructors must not throw.
+    ~Owner() { Free(ptr_); }
+    /// The C pointer (still owned); nullptr after a move.
+    T *get() const noexcept { return ptr_; }
+    /// Gives up ownership: the caller must free the result.
+    T *release() noexcept { return std::exchange(ptr_, nullptr); }
+
+  protected:
+    Owner() noexcept = default;
+    explicit Owner(T *adopt) noexcept : ptr_(adopt) {}
+    T *ptr_ = nullptr;
+};
+
+inline const char *c_name(const std::string &name) noexcept { return name.empty() ? nullptr : name.c_str(); }
+}  // namespace detail
+
+/// Features and labels of a whole data set as tensors (or one batch of it).
+struct Batch {
+    Tensor x;  ///< features [rows, dim], float32
+    Tensor y;  ///< labels [rows], int64
+};
+
+/// Column means and population standard deviations of a data set.
+struct ColumnStats {
+    std::vector<double> mean;  ///< one per feature
+    std::vector<double> std;   ///< one per feature
+};
+
+/// A data set in memory: rows of float32 features with an int64 class label. Move-only.
+class Dataset : public detail::Owner<bp_dataset, bp_dataset_free> {
+  public:
+    /// Copies `features` (row-major, rows × dim) and `labels` (one per row).
+    Dataset(const std::vector<float> &features, const std::vector<std::int64_t> &labels, std::size_t dim) {
+        detail::check(bp_dataset_new(features.data(), features.size(), labels.data(), labels.size(), dim, &ptr_));
+    }
+    /// Takes ownership of a data set made by the C API.
+    explicit Dataset(bp_dataset *adopt) noexcept : Owner(adopt) {}
+    /// Reads a numeric CSV file; the label column may be negative (-1 is the last). A malformed file
+    /// throws Status::format, an unreadable one Status::io.
+    static Dataset load_csv(const std::string &path, std::int64_t label_column = -1, bool has_header = false) {
+        bp_dataset *d = nullptr;
+        detail::check(bp_dataset_load_csv(path.c_str(), label_column, has_header, &d));
+        return Dataset(d);
+    }
+    /// The number of rows.
+    std::size_t rows() const {
+        std::size_t n = 0;
+        detail::check(bp_dataset_size(ptr_, &n, nullptr));
+        return n;
+    }
+    /// The number of features per row.
+    std::size_t dim() const {
+        std::size_t d = 0;
+        detail::check(bp_dataset_size(ptr_, nullptr, &d));
+        return d;
+    }
+    /// The rows not listed (first) and the rows listed (second), each in the original order.
+    std::pair<Dataset, Dataset> split(const std::vector<std::size_t> &test_rows) const {
+        bp_dataset *train = nullptr, *test = nullptr;
+        detail::check(bp_dataset_split(ptr_, test_rows.data(), test_rows.size(), &train, &test));
+        return {Dataset(train), Dataset(test)};
+    }
+    /// Each column's mean and population standard deviation.
+    ColumnStats column_stats() const {
+        ColumnStats stats;
+        const std::size_t d = dim();
+        stats.mean.resize(d);
+        stats.std.resize(d);
+        detail::check(bp_dataset_column_stats(ptr_, stats.mean.data(), stats.std.data(), d));
+        return stats;
+    }
+    /// (x − mean) / std per column, in place (use the training set's statistics for every split).
+    void standardize(const ColumnStats &stats) {
+        if (stats.mean.size() != stats.std.size()) {
+            throw Error(Status::invalid_argument, "mean and std differ in length");
+        }
+        detail::check(bp_dataset_standardize(ptr_, stats.mean.data(), stats.std.data(), stats.mean.size()));
+    }
+    /// The whole data set as step-scoped tensors of `graph`.
+    Batch to_tensors(Graph &graph) const {
+        bp_tensor x, y;
+        detail::check(bp_dataset_to_tensors(ptr_, graph.get(), &x, &y));
+        return {Tensor(graph.get(), x), Tensor(graph.get(), y)};
+    }
+};
+
+/// Mini-batches over a data set's rows, reshuffled every epoch as torch.randperm. Move-only.
+class Loader : public detail::Owner<bp_loader, bp_loader_free> {
+  public:
+    /// Batches of `batch_size` over `rows` rows; the last partial batch is kept unless set_drop_last.
+    Loader(std::size_t rows, std::size_t batch_size, bool shuffle = true, std::uint64_t seed = 0) {
+        detail::check(bp_loader_new(rows, batch_size, shuffle, seed, &ptr_));
+    }
+    /// Drops (or keeps) the last batch of an epoch when it is short.
+    void set_drop_last(bool drop_last) { detail::check(bp_loader_set_drop_last(ptr_, drop_last)); }
+    /// Starts an epoch: a new order (when shuffling), from the first batch.
+    void start_epoch() { detail::check(bp_loader_start_epoch(ptr_)); }
+    /// The next batch as step-scoped tensors of `graph`, or nothing at the end of the epoch:
+    /// `while (auto batch = loader.next_batch(g, data)) { ... batch->x ... }`.
+    std::optional<Batch> next_batch(Graph &graph, const Dataset &data) {
+        bp_tensor x, y;
+        bool more = false;
+        detail::check(bp_loader_next_batch(ptr_, graph.get(), data.get(), &x, &y, &more));
+        if (!more) return std::nullopt;
+        return Batch{Tensor(graph.get(), x), Tensor(graph.get(), y)};
+    }
+    /// The number of batches per epoch.
+    std::size_t batches_per_epoch() const {
+        std::size_t n = 0;
+        detail::check(bp_loader_batches_per_epoch(ptr_, &n));
+        return n;
+    }
+};
+
+/// A layer without parameters (`BP_LAYER_*`).
+enum class Layer : std::int32_t {
+    relu = BP_LAYER_RELU,
+    leaky_relu = BP_LAYER_LEAKY_RELU,  ///< param: the negative slope
+    sigmoid = BP_LAYER_SIGMOID,
+    tanh = BP_LAYER_TANH,
+    gelu = BP_LAYER_GELU,
+    dropout = BP_LAYER_DROPOUT,  ///< param: the probability of zeroing an element
+    flatten = BP_LAYER_FLATTEN,
+};
+
+/// A model: layers applied in order (nn.Sequential). Its parameters are persistent tensors of the
+/// graph given to the add_* calls, which must outlive the model's use. Move-only.
+class Model : public detail::Owner<bp_model, bp_model_free> {
+  public:
+    /// An empty model in training mode.
+    Model() { detail::check(bp_model_new(&ptr_)); }
+    /// Appends nn.Linear(in, out, bias), initialised as PyTorch does from the graph's generator.
+    /// An empty name names the layer by its position ("0.weight").
+    Model &add_linear(Graph &graph, std::size_t in_features, std::size_t out_features, bool bias = true,
+                      const std::string &name = "") {
+        detail::check(bp_model_add_linear(ptr_, graph.get(), detail::c_name(name), in_features, out_features, bias));
+        graph_ = graph.get();
+        return *this;
+    }
+    /// Appends nn.Embedding(num_embeddings, embedding_dim).
+    Model &add_embedding(Graph &graph, std::size_t num_embeddings, std::size_t embedding_dim, const std::string &name = "") {
+        detail::check(bp_model_add_embedding(ptr_, graph.get(), detail::c_name(name), num_embeddings, embedding_dim));
+        graph_ = graph.get();
+        return *this;
+    }
+    /// Appends nn.LayerNorm(normalized_shape, eps, elementwise_affine).
+    Model &add_layer_norm(Graph &graph, const Shape &normalized_shape, double eps = 1e-5, bool affine = true,
+                          const std::string &name = "") {
+        detail::check(bp_model_add_layer_norm(ptr_, graph.get(), detail::c_name(name), detail::dims_ptr(normalized_shape),
+                                              normalized_shape.size(), eps, affine));
+        graph_ = graph.get();
+        return *this;
+    }
+    /// Appends a layer without parameters (param: leaky ReLU's slope or dropout's probability).
+    Model &add(Layer kind, double param = 0.0, const std::string &name = "") {
+        detail::check(bp_model_add_layer(ptr_, detail::c_name(name), static_cast<bp_layer>(kind), param));
+        return *this;
+    }
+    /// Training mode on or off (model.train() / model.eval()).
+    void train(bool training = true) { detail::check(bp_model_set_training(ptr_, training)); }
+    /// Training mode off.
+    void eval() { train(false); }
+    /// Whether the model is in training mode.
+    bool is_training() const {
+        bool t = false;
+        detail::check(bp_model_is_training(ptr_, &t));
+        return t;
+    }
+    /// The forward pass in the current mode, recorded for autograd (in x's graph).
+    Tensor forward(const Tensor &x) const {
+        bp_tensor out;
+        detail::check(bp_model_forward(ptr_, x.graph(), x.handle(), &out));
+        return Tensor(x.graph(), out);
+    }
+    /// The forward pass: model(x).
+    Tensor operator()(const Tensor &x) const { return forward(x); }
+    /// Inference: eval mode, nothing recorded.
+    Tensor predict(const Tensor &x) const {
+        bp_tensor out;
+        detail::check(bp_model_predict(ptr_, x.graph(), x.handle(), &out));
+        return Tensor(x.graph(), out);
+    }
+    /// The parameters in PyTorch's parameters() order.
+    std::vector<Tensor> parameters() const {
+        std::size_t n = 0;
+        detail::check(bp_model_parameters(ptr_, nullptr, 0, &n));
+        std::vector<bp_tensor> hs(n);
+        detail::check(bp_model_parameters(ptr_, hs.data(), hs.size(), &n));
+        std::vector<Tensor> params;
+        params.reserve(n);
+        for (const bp_tensor &h : hs) params.emplace_back(graph_, h);
+        return params;
+    }
+    /// The state_dict name of parameter `index` ("0.weight").
+    std::string parameter_name(std::size_t index) const {
+        std::size_t size = 0;
+        detail::check(bp_model_parameter_name(ptr_, index, nullptr, 0, &size));
+        std::string name(size, '\0');
+        detail::check(bp_model_parameter_name(ptr_, index, &name[0], name.size(), &size));
+        name.resize(size - 1);
+        return name;
+    }
+    /// Every parameter's state_dict name, in parameters() order.
+    std::vector<std::string> parameter_names() const {
+        std::size_t n = 0;
+        detail::check(bp_model_parameters(ptr_, nullptr, 0, &n));
+        std::vector<std::string> names;
+        for (std::size_t i = 0; i < n; i++) names.push_back(parameter_name(i));
+        return names;
+    }
+    /// Drops every parameter's gradient.
+    void zero_grad() { detail::check(bp_model_zero_grad(ptr_, graph_)); }
+    /// The graph holding the parameters (the last one given to an add_* call).
+    bp_graph *graph() const noexcept { return graph_; }
+
+  private:
+    bp_graph *graph_ = nullptr;
+};
+
+/// torch.optim.SGD's options.
+struct SgdOptions {
+    double momentum = 0.0;
+    double dampening = 0.0;
+    double weight_decay = 0.0;
+    bool nesterov = false;
+};
+
+/// torch.optim.Adam's and AdamW's options (AdamW's weight_decay default is 1e-2; see Optimizer::adamw).
+struct AdamOptions {
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-8;
+    double weight_decay = 0.0;
+    bool amsgrad = false;
+};
+
+/// torch.optim.RMSprop's options.
+struct RmspropOptions {
+    double alpha = 0.99;
+    double eps = 1e-8;
+    double weight_decay = 0.0;
+    double momentum = 0.0;
+    bool centered = false;
+};
+
+/// An optimizer over a model's parameters. Move-only; its graph must outlive its use.
+class Optimizer : public detail::Owner<bp_optimizer, bp_optimizer_free> {
+  public:
+    /// torch.optim.SGD(model.parameters(), lr, ...).
+    static Optimizer sgd(Graph &graph, Model &model, double lr, const SgdOptions &o = {}) {
+        bp_optimizer *opt = nullptr;
+        detail::check(bp_optimizer_new_sgd(graph.get(), model.get(), lr, o.momentum, o.dampening, o.weight_decay, o.nesterov, &opt));
+        return Optimizer(opt, graph.get());
+    }
+    /// torch.optim.Adam(model.parameters(), lr, ...).
+    static Optimizer adam(Graph &graph, Model &model, double lr = 1e-3, const AdamOptions &o = {}) {
+        bp_optimizer *opt = nullptr;
+        detail::check(bp_optimizer_new_adam(graph.get(), model.get(), lr, o.beta1, o.beta2, o.eps, o.weight_decay, o.amsgrad, &opt));
+        return Optimizer(opt, graph.get());
+    }
+    /// torch.optim.AdamW(model.parameters(), lr, ...), decoupled weight decay (PyTorch's default 1e-2).
+    static Optimizer adamw(Graph &graph, Model &model, double lr = 1e-3, double weight_decay = 1e-2, AdamOptions o = {}) {
+        o.weight_decay = weight_decay;
+        bp_optimizer *opt = nullptr;
+        detail::check(bp_optimizer_new_adamw(graph.get(), model.get(), lr, o.beta1, o.beta2, o.eps, o.weight_decay, o.amsgrad, &opt));
+        return Optimizer(opt, graph.get());
+    }
+    /// torch.optim.RMSprop(model.parameters(), lr, ...).
+    static Optimizer rmsprop(Graph &graph, Model &model, double lr = 1e-2, const RmspropOptions &o = {}) {
+        bp_optimizer *opt = nullptr;
+        detail::check(bp_optimizer_new_rmsprop(graph.get(), model.get(), lr, o.alpha, o.eps, o.weight_decay, o.momentum, o.centered, &opt));
+        return Optimizer(opt, graph.get());
+    }
+    /// One update of every parameter that has a gradient.
+    void step() { detail::check(bp_optimizer_step(ptr_, graph_)); }
+    /// Drops every parameter's gradient.
+    void zero_grad() { detail::check(bp_optimizer_zero_grad(ptr_, graph_)); }
+    /// The current learning rate.
+    double lr() const {
+        double lr = 0.0;
+        detail::check(bp_optimizer_lr(ptr_, &lr));
+        return lr;
+    }
+    /// Sets the learning rate.
+    void set_lr(double lr) { detail::check(bp_optimizer_set_lr(ptr_, lr)); }
+
+  private:
+    Optimizer(bp_optimizer *opt, bp_graph *graph) noexcept : Owner(opt), graph_(graph) {}
+    bp_graph *graph_;
+};
+
+/// A learning-rate schedule attached to an optimizer (which must outlive it). Move-only.
+class Schedule : public detail::Owner<bp_schedule, bp_schedule_free> {
+  public:
+    /// StepLR: lr ·= gamma every step_size steps.
+    static Schedule step_lr(Optimizer &opt, std::uint64_t step_size, double gamma = 0.1) {
+        bp_schedule *s = nullptr;
+        detail::check(bp_schedule_new_step(opt.get(), step_size, gamma, &s));
+        return Schedule(s, opt.get());
+    }
+    /// ExponentialLR: lr ·= gamma every step.
+    static Schedule exponential_lr(Optimizer &opt, double gamma) {
+        bp_schedule *s = nullptr;
+        detail::check(bp_schedule_new_exponential(opt.get(), gamma, &s));
+        return Schedule(s, opt.get());
+    }
+    /// CosineAnnealingLR(t_max, eta_min).
+    static Schedule cosine_annealing_lr(Optimizer &opt, std::uint64_t t_max, double eta_min = 0.0) {
+        bp_schedule *s = nullptr;
+        detail::check(bp_schedule_new_cosine(opt.get(), t_max, eta_min, &s));
+        return Schedule(s, opt.get());
+    }
+    /// LinearLR(start_factor, end_factor, total_iters), the usual warm-up.
+    static Schedule linear_lr(Optimizer &opt, double start_factor, double end_factor = 1.0, std::uint64_t total_iters = 5) {
+        bp_schedule *s = nullptr;
+        detail::check(bp_schedule_new_linear(opt.get(), start_factor, end_factor, total_iters, &s));
+        return Schedule(s, opt.get());
+    }
+    /// Advances one step and sets the optimizer's learning rate.
+    void step() { detail::check(bp_schedule_step(ptr_, optimizer_)); }
+
+  private:
+    Schedule(bp_schedule *s, bp_optimizer *opt) noexcept : Owner(s), optimizer_(opt) {}
+    bp_optimizer *optimizer_;
+};
+
+/// Negative log-likelihood of log-probabilities [N, C] against int64 classes [N] (F.nll_loss).
+inline Tensor nll_loss(const Tensor &log_probs, const Tensor &target, Reduction reduction = Reduction::mean,
+                       std::int64_t ignore_index = -100) {
+    return detail::op(log_probs.graph(), bp_nll_loss, log_probs.handle(), target.handle(), static_cast<bp_reduction>(reduction),
+                      ignore_index);
+}
+/// Mean absolute error (F.l1_loss).
+inline Tensor l1_loss(const Tensor &input, const Tensor &target, Reduction reduction = Reduction::mean) {
+    return detail::op(input.graph(), bp_l1_loss, input.handle(), target.handle(), static_cast<bp_reduction>(reduction));
+}
+/// Smooth L1 (F.smooth_l1_loss).
+inline Tensor smooth_l1_loss(const Tensor &input, const Tensor &target, Reduction reduction = Reduction::mean, double beta = 1.0) {
+    return detail::op(input.graph(), bp_smooth_l1_loss, input.handle(), target.handle(), static_cast<bp_reduction>(reduction), beta);
+}
+/// The fraction of rows of logits [N, C] whose largest entry is at the target class.
+inline double accuracy(const Tensor &logits, const Tensor &target) {
+    double acc = 0.0;
+    detail::check(bp_accuracy(logits.graph(), logits.handle(), target.handle(), &acc));
+    return acc;
+}
+
+namespace detail {
+inline std::vector<bp_tensor> handles_of(const std::vector<Tensor> &ts) {
+    std::vector<bp_tensor> hs;
+    hs.reserve(ts.size());
+    for (const Tensor &t : ts) hs.push_back(t.handle());
+    return hs;
+}
+}  // namespace detail
+
+/// Scales the gradients of `params` so that their joint norm is at most max_norm
+/// (clip_grad_norm_); returns the norm before clipping.
+inline double clip_grad_norm(const std::vector<Tensor> &params, double max_norm, double norm_type = 2.0) {
+    std::vector<bp_tensor> hs = detail::handles_of(params);
+    double total = 0.0;
+    bp_graph *graph = params.empty() ? nullptr : params.front().graph();
+    detail::check(bp_clip_grad_norm(graph, hs.empty() ? nullptr : hs.data(), hs.size(), max_norm, norm_type, &total));
+    return total;
+}
+/// Clamps every gradient element of `params` to [-clip, clip] (clip_grad_value_).
+inline void clip_grad_value(const std::vector<Tensor> &params, double clip) {
+    std::vector<bp_tensor> hs = detail::handles_of(params);
+    bp_graph *graph = params.empty() ? nullptr : params.front().graph();
+    detail::check(bp_clip_grad_value(graph, hs.empty() ? nullptr : hs.data(), hs.size(), clip));
+}
+
+/// A non-linearity for initialisation gains (`BP_NONLINEARITY_*`).
+enum class Nonlinearity : std::int32_t {
+    linear = BP_NONLINEARITY_LINEAR,
+    sigmoid = BP_NONLINEARITY_SIGMOID,
+    tanh = BP_NONLINEARITY_TANH,
+    relu = BP_NONLINEARITY_RELU,
+    leaky_relu = BP_NONLINEARITY_LEAKY_RELU,
+};
+
+/// nn.init: overwrite a tensor in place from its graph's generator.
+namespace init {
+/// nn.init.uniform_.
+inline void uniform(const Tensor &t, double low = 0.0, double high = 1.0) {
+    detail::check(bp_init_uniform(t.graph(), t.handle(), low, high));
+}
+/// nn.init.normal_.
+inline void normal(const Tensor &t, double mean = 0.0, double std = 1.0) {
+    detail::check(bp_init_normal(t.graph(), t.handle(), mean, std));
+}
+/// nn.init.xavier_uniform_ (or xavier_normal_ when `normal`).
+inline void xavier(const Tensor &t, double gain = 1.0, bool normal = false) {
+    detail::check(bp_init_xavier(t.graph(), t.handle(), gain, normal));
+}
+/// nn.init.kaiming_uniform_ (or kaiming_normal_ when `normal`); fan_out selects mode="fan_out".
+inline void kaiming(const Tensor &t, Nonlinearity nonlinearity = Nonlinearity::leaky_relu, double slope = 0.0,
+                    bool fan_out = false, bool normal = false) {
+    detail::check(bp_init_kaiming(t.graph(), t.handle(), static_cast<bp_nonlinearity>(nonlinearity), slope, fan_out, normal));
+}
+}  // namespace init
+
+/// The parts of a training run a checkpoint saves besides the model and the generator; each may be
+/// null.
+struct TrainingParts {
+    Optimizer *optimizer = nullptr;
+    Schedule *schedule = nullptr;
+    Loader *loader = nullptr;
+};
+
+/// Saves model, generator and the given parts to `path` atomically (Status::io when it cannot).
+inline void save_checkpoint(const std::string &path, Graph &graph, Model &model, const TrainingParts &parts = {}) {
+    detail::check(bp_checkpoint_save(path.c_str(), graph.get(), model.get(), parts.optimizer ? parts.optimizer->get() : nullptr,
+                                     parts.schedule ? parts.schedule->get() : nullptr, parts.loader ? parts.loader->get() : nullptr));
+}
+/// Restores a checkpoint; a corrupt or mismatched file throws Status::format and changes nothing.
+inline void load_checkpoint(const std::string &path, Graph &graph, Model &model, const TrainingParts &parts = {}) {
+    detail::check(bp_checkpoint_load(path.c_str(), graph.get(), model.get(), parts.optimizer ? parts.optimizer->get() : nullptr,
+                                     parts.schedule ? parts.schedule->get() : nullptr, parts.loader ? parts.loader->get() : nullptr));
+}
+/// Saves the parameters only, by state_dict name (what PyTorch's load_state_dict takes).
+inline void save_weights(const std::string &path, Graph &graph, Model &model) {
+    detail::check(bp_weights_save(path.c_str(), graph.get(), model.get()));
+}
+/// Loads parameters by state_dict name (strict); on any error nothing changes.
+inline void load_weights(const std::string &path, Graph &graph, Model &model) {
+    detail::check(bp_weights_load(path.c_str(), graph.get(), model.get()));
+}
 
 }  // namespace bp
 
