@@ -54,7 +54,7 @@ func (g *Graph) free() error {
 // call runs a C call on the graph's pointer, keeping the Graph alive until the call has returned.
 func (g *Graph) call(f func(p *C.bp_graph) C.bp_status) error {
 	if g == nil {
-		return &Error{Code: StatusInvalidArgument, Message: "the tensor is the null handle (it has no graph)"}
+		return &Error{Code: StatusInvalidArgument, Message: "no graph (the null Tensor, or a Model without parameters)"}
 	}
 	if g.ptr == nil {
 		return &Error{Code: StatusInvalidHandle, Message: "the graph is closed"}
