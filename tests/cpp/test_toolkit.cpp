@@ -65,6 +65,39 @@ void train(bp::Graph &g, bp::Model &m, bp::Optimizer &opt, bp::Loader &loader, c
 
 std::string temp_path(const char *name) { return std::string(::testing::TempDir()) + name; }
 
+// Move assignment frees the object it replaces; release() hands the C pointer over; a moved-from
+// owner is empty and its destructor does nothing.
+TEST(Owners, move_assignment_and_release_for_every_toolkit_type) {
+    bp::Graph g;
+    bp::Dataset d = small_data();
+    d = bp::Dataset(std::vector<float>{1, 2}, std::vector<std::int64_t>{0, 1}, 1);
+    EXPECT_EQ(d.rows(), 2u);
+    bp::Dataset adopted(d.release());
+    EXPECT_EQ(d.get(), nullptr);
+    EXPECT_EQ(adopted.rows(), 2u);
+
+    bp::Loader l(4, 2);
+    l = bp::Loader(6, 2);
+    EXPECT_EQ(l.batches_per_epoch(), 3u);
+    EXPECT_EQ(bp_loader_free(l.release()), BP_OK);
+
+    bp::Model m = small_model(g), m2;
+    m2 = std::move(m);
+    EXPECT_EQ(m.get(), nullptr);
+    EXPECT_EQ(m2.parameters().size(), 4u);
+
+    bp::Optimizer o = bp::Optimizer::sgd(g, m2, 0.1);
+    o = bp::Optimizer::sgd(g, m2, 0.2);
+    EXPECT_EQ(o.lr(), 0.2);
+    bp::Schedule s = bp::Schedule::exponential_lr(o, 0.5);
+    s = bp::Schedule::exponential_lr(o, 0.25);
+    s.step();
+    EXPECT_DOUBLE_EQ(o.lr(), 0.05);
+    EXPECT_EQ(bp_schedule_free(s.release()), BP_OK);
+    EXPECT_EQ(bp_optimizer_free(o.release()), BP_OK);
+    EXPECT_EQ(bp_model_free(m2.release()), BP_OK);
+}
+
 TEST(Model, names_parameters_as_pytorch_and_initialises_as_pytorch) {
     bp::Graph g;
     g.manual_seed(0);

@@ -1,15 +1,29 @@
 // bp.hpp: the C++17 binding of backprop, header-only, built on the C API in bp.h alone.
 //
-//   bp::Graph g;                                    // owns every tensor; move-only, freed by its destructor
+//   bp::Graph g;                                   // owns every tensor; move-only, freed by its destructor
 //   g.manual_seed(0);
-//   bp::Tensor w = g.rand({3, 4}, -0.5, 0.5).set_persistent().set_requires_grad();
-//   bp::Tensor loss = bp::mean(bp::relu(bp::matmul(x, w.t())) * 2.0);
-//   loss.backward();
-//   { bp::NoGradGuard no_grad(g); w -= 0.1 * w.grad(); }   // in place, as torch's `w -= lr * w.grad`
-//   g.reset();                                      // drops the step's intermediates, keeps parameters
+//   bp::Model model;                               // nn.Sequential: 64 -> 128 ReLU -> 10
+//   model.add_linear(g, 64, 128).add(bp::Layer::relu).add_linear(g, 128, 10);
+//   bp::Optimizer opt = bp::Optimizer::adam(g, model, 1e-3);
+//   bp::Loader loader(train.rows(), 32);
+//   loader.start_epoch();
+//   while (auto batch = loader.next_batch(g, train)) {
+//       opt.zero_grad();
+//       bp::cross_entropy(model(batch->x), batch->y).backward();
+//       opt.step();
+//       g.reset();                                 // drops the step's intermediates, keeps parameters
+//   }
+//
+// The engine is there too: tensors with operators (a + b, 2.0 * x, -x), the ops as functions
+// (bp::matmul, bp::relu, ...), backward()/grad(), bp::autograd::grad, and bp::NoGradGuard for
+// in-place updates (`{ bp::NoGradGuard no_grad(g); w -= lr * w.grad(); }`).
 //
 // Ownership and lifetimes (docs/BINDINGS.md says more):
-//  - Graph owns a bp_graph and every tensor in it. It is move-only; its destructor frees the graph.
+//  - Graph owns a bp_graph and every tensor in it. Graph, Dataset, Loader, Model, Optimizer and
+//    Schedule are move-only owners; each destructor frees its C object. A Model's parameters live in
+//    the Graph given to add_linear & co., an Optimizer steps in the Graph it was made with, a Schedule
+//    drives the Optimizer it was made with: those must outlive them (a use after free is detected by
+//    the C library and throws Status::invalid_handle).
 //  - Tensor is a small value (the C handle plus the graph's C pointer, not a pointer to the Graph
 //    object, so moving a Graph keeps its tensors valid). Copy it freely; it owns nothing. A Tensor
 //    whose tensor was freed or dropped by Graph::reset() is stale: using it throws bp::Error with
