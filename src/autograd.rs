@@ -291,7 +291,7 @@ impl Graph {
                     }
                 }
                 let passed_on = grads.contains(&Some(g));
-                for (k, gk) in grads.into_iter().enumerate() {
+                for (k, gk) in grads.iter().copied().enumerate() {
                     let Some(gk) = gk else { continue };
                     if !needs[k] {
                         continue;

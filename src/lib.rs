@@ -37,6 +37,7 @@ pub mod shape;
 pub use dtype::{DType, Float};
 pub use error::{Error, ErrorKind, Result};
 pub use graph::{Graph, Tensor};
+pub use kernels::threads::{num_threads, set_num_threads};
 pub use ops::loss::CrossEntropyOptions;
 pub use ops::{Binary, OpKind, ReduceKind, Reduction, Unary};
 pub use rng::Generator;

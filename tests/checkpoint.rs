@@ -319,3 +319,36 @@ fn optimizer_state_missing_a_buffer_is_refused() {
     assert_eq!(load(&mut r, &path).unwrap_err().kind(), ErrorKind::Format);
     assert!(snapshot(&r) == before);
 }
+
+#[test]
+fn float64_half_and_bfloat16_state_dicts_convert_to_float32_as_pytorch_does() {
+    let mut g = Graph::new();
+    let mut m = Sequential::new();
+    m.push(Layer::linear(&mut g, 2, 2, true).unwrap());
+    let half = |v: &[u16]| StTensor { dtype: bp::io::StDtype::F16, shape: vec![v.len()], data: v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let bf16 = |v: &[u16]| StTensor { dtype: bp::io::StDtype::BF16, shape: vec![2, 2], data: v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let mut st = SafeTensors::new();
+    // 0x3c00 = 1.0, 0xc000 = -2.0 in half precision; 0x3f80 = 1.0, 0x4049 = 3.140625, 0x8001 = -tiny, 0x0000 in bfloat16.
+    st.insert("0.weight", bf16(&[0x3f80, 0x4049, 0x8001, 0x0000])).unwrap();
+    st.insert("0.bias", half(&[0x3c00, 0xc000])).unwrap();
+    let dir = TmpDir::new("dtypes");
+    let path = dir.file();
+    st.write(&path).unwrap();
+    io::load_weights(&path, &mut g, &m).unwrap();
+    let p = m.parameters();
+    assert_eq!(g.data::<f32>(p[0]).unwrap(), &[1.0, 3.140625, -f32::from_bits(0x0001_0000), 0.0]);
+    assert_eq!(g.data::<f32>(p[1]).unwrap(), &[1.0, -2.0]);
+    let mut st = SafeTensors::new();
+    st.insert("0.weight", StTensor::from_f64(&[2, 2], &[0.1, 0.2, 0.3, 0.4])).unwrap();
+    st.insert("0.bias", half(&[0x0001, 0x7c00])).unwrap(); // the smallest subnormal, +inf
+    st.write(&path).unwrap();
+    io::load_weights(&path, &mut g, &m).unwrap();
+    assert_eq!(g.data::<f32>(p[0]).unwrap(), &[0.1f32, 0.2, 0.3, 0.4]);
+    assert_eq!(g.data::<f32>(p[1]).unwrap(), &[2.0f32.powi(-24), f32::INFINITY]);
+    // Integer parameters are refused.
+    let mut st = SafeTensors::new();
+    st.insert("0.weight", StTensor::from_i64(&[2, 2], &[1, 2, 3, 4])).unwrap();
+    st.insert("0.bias", StTensor::from_f32(&[2], &[0.0, 0.0])).unwrap();
+    st.write(&path).unwrap();
+    assert_eq!(io::load_weights(&path, &mut g, &m).unwrap_err().kind(), ErrorKind::Format);
+}

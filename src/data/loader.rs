@@ -95,7 +95,7 @@ impl DataLoader {
         Some(&self.order[at..at + take])
     }
 
-    /// The next batch of the current epoch as graph tensors (features [B, dim] float32, labels [B]
+    /// The next batch of the current epoch as graph tensors (features `[B, dim]` float32, labels `[B]`
     /// int64, both step-scoped), or `None` at the end of the epoch.
     pub fn next_batch(&mut self, g: &mut Graph, data: &Dataset) -> Result<Option<(Tensor, Tensor)>> {
         if data.len() != self.n {

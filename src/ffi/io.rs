@@ -70,8 +70,9 @@ pub extern "C" fn bp_weights_save(path: *const c_char, graph: *mut bp_graph, mod
 }
 
 /// Loads parameters by state_dict name from a safetensors file (ours, or one written by
-/// `safetensors.torch.save_file(model.state_dict(), path)`): every parameter must be there as float32
-/// with its shape, and nothing else (strict). On any error nothing is changed.
+/// `safetensors.torch.save_file(model.state_dict(), path)`): every parameter must be there with its
+/// shape, and nothing else (strict); F64, F16 and BF16 values are converted to float32, as PyTorch's
+/// `load_state_dict` does. On any error nothing is changed.
 ///
 /// Ownership: nothing to own.
 #[no_mangle]

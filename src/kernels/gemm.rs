@@ -1,5 +1,74 @@
-//! Matrix multiply through `matrixmultiply`, with arbitrary strides so that the transposed operands of
-//! backward are read in place and weight gradients accumulate with beta = 1.
+//! Matrix multiply, C = alpha·A·B + beta·C with arbitrary strides, so that the transposed operands of
+//! backward are read in place and weight gradients can accumulate with beta = 1.
+//!
+//! float32 runs on the library's own blocked kernel (Goto's scheme: pack a KC×NC panel of B and an
+//! MC×KC block of A into contiguous buffers, then sweep a register-tile microkernel over them), with an
+//! AVX-512 microkernel (12×32 or 12×16 tiles) and an AVX2 one (6×16 or 6×8), chosen at run time by CPU
+//! feature detection. Machines with neither use `matrixmultiply`, which is also the float64 path.
+//!
+//! Why our own: the packing buffers are kept per thread, so a steady training loop allocates nothing
+//! (matrixmultiply allocates them on every call), and large products are split over the library's
+//! worker threads by output blocks. Every output element is accumulated by one thread, over k in
+//! the same order, in KC-sized blocks that start at the same offsets whatever the split and the tile
+//! size — so results are bit-identical for any thread count and across the AVX-512 and AVX2 kernels.
+
+use std::cell::RefCell;
+
+/// Which implementation computes a float32 product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SgemmPath {
+    /// Our kernel with the AVX-512F microkernel.
+    Avx512,
+    /// Our kernel with the AVX2 + FMA microkernel.
+    Avx2,
+    /// `matrixmultiply` (portable; allocates its packing buffers on every call, runs on one thread).
+    Portable,
+}
+
+impl SgemmPath {
+    /// Whether this CPU can run the path.
+    pub fn available(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            SgemmPath::Avx512 => std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            SgemmPath::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
+            #[cfg(not(target_arch = "x86_64"))]
+            SgemmPath::Avx512 | SgemmPath::Avx2 => false,
+            SgemmPath::Portable => true,
+        }
+    }
+
+    /// The fastest path this CPU can run.
+    pub fn best() -> SgemmPath {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        static BEST: AtomicU8 = AtomicU8::new(0);
+        match BEST.load(Ordering::Relaxed) {
+            1 => SgemmPath::Avx512,
+            2 => SgemmPath::Avx2,
+            3 => SgemmPath::Portable,
+            _ => {
+                let p = [SgemmPath::Avx512, SgemmPath::Avx2].into_iter().find(|p| p.available()).unwrap_or(SgemmPath::Portable);
+                BEST.store(match p { SgemmPath::Avx512 => 1, SgemmPath::Avx2 => 2, SgemmPath::Portable => 3 }, Ordering::Relaxed);
+                p
+            }
+        }
+    }
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            SgemmPath::Avx512 => "backprop avx512 12x32",
+            SgemmPath::Avx2 => "backprop avx2 6x16",
+            SgemmPath::Portable => "matrixmultiply",
+        }
+    }
+}
+
+/// The name of the sgemm kernel this machine runs.
+pub fn kernel_name() -> &'static str {
+    SgemmPath::best().name()
+}
 
 /// The furthest element a strided m×n view touches, plus one; panics (caught at the boundary) on a view
 /// that does not fit its slice — the only thing standing between a wrong stride and memory unsafety.
@@ -12,43 +81,542 @@ fn check_view(len: usize, rows: usize, cols: usize, rs: isize, cs: isize) {
     assert!(last < len, "gemm: a {rows}x{cols} view with strides ({rs},{cs}) overruns a buffer of {len}");
 }
 
-macro_rules! gemm_fn {
-    ($name:ident, $t:ty, $mm:path) => {
-        /// C = alpha·A·B + beta·C, A m×k, B k×n, C m×n, strides in elements.
-        #[allow(clippy::too_many_arguments)]
-        pub fn $name(
-            m: usize, k: usize, n: usize, alpha: $t,
-            a: &[$t], rsa: isize, csa: isize,
-            b: &[$t], rsb: isize, csb: isize,
-            beta: $t, c: &mut [$t], rsc: isize, csc: isize,
-        ) {
-            check_view(a.len(), m, k, rsa, csa);
-            check_view(b.len(), k, n, rsb, csb);
-            check_view(c.len(), m, n, rsc, csc);
-            if m == 0 || n == 0 {
-                return;
-            }
-            if k == 0 {
-                // matrixmultiply handles k = 0, but beta = 0 must also clear NaNs in C.
-                for i in 0..m {
-                    for j in 0..n {
-                        let x = &mut c[i * rsc as usize + j * csc as usize];
-                        *x = if beta == 0.0 { 0.0 } else { *x * beta };
-                    }
-                }
-                return;
-            }
-            // SAFETY: check_view proved that every element each strided view addresses lies inside its
-            // slice; C is borrowed mutably, so it cannot alias A or B.
-            unsafe {
-                $mm(m, k, n, alpha, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, beta, c.as_mut_ptr(), rsc, csc);
-            }
+/// C = beta·C for k = 0 (beta = 0 also clears NaNs, as BLAS does).
+fn scale_c<T: Copy + PartialEq + std::ops::Mul<Output = T> + Default>(m: usize, n: usize, beta: T, c: &mut [T], rsc: isize, csc: isize) {
+    for i in 0..m {
+        for j in 0..n {
+            let x = &mut c[i * rsc as usize + j * csc as usize];
+            *x = if beta == T::default() { T::default() } else { *x * beta };
         }
-    };
+    }
 }
 
-gemm_fn!(sgemm, f32, matrixmultiply::sgemm);
-gemm_fn!(dgemm, f64, matrixmultiply::dgemm);
+/// float64: C = alpha·A·B + beta·C through matrixmultiply (gradient checks, not the training path).
+#[allow(clippy::too_many_arguments)]
+pub fn dgemm(
+    m: usize, k: usize, n: usize, alpha: f64,
+    a: &[f64], rsa: isize, csa: isize,
+    b: &[f64], rsb: isize, csb: isize,
+    beta: f64, c: &mut [f64], rsc: isize, csc: isize,
+) {
+    check_view(a.len(), m, k, rsa, csa);
+    check_view(b.len(), k, n, rsb, csb);
+    check_view(c.len(), m, n, rsc, csc);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        return scale_c(m, n, beta, c, rsc, csc);
+    }
+    // SAFETY: check_view proved that every element each strided view addresses lies inside its
+    // slice; C is borrowed mutably, so it cannot alias A or B.
+    unsafe { matrixmultiply::dgemm(m, k, n, alpha, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, beta, c.as_mut_ptr(), rsc, csc) }
+}
+
+/// float32: C = alpha·A·B + beta·C, A m×k, B k×n, C m×n, strides in elements, on the best path, split
+/// over [`num_threads`](crate::num_threads) threads when the product is large enough.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    m: usize, k: usize, n: usize, alpha: f32,
+    a: &[f32], rsa: isize, csa: isize,
+    b: &[f32], rsb: isize, csb: isize,
+    beta: f32, c: &mut [f32], rsc: isize, csc: isize,
+) {
+    sgemm_on(SgemmPath::best(), crate::kernels::threads::num_threads(), m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+}
+
+/// Below this many multiply-adds a product runs on one thread: waking a worker costs more.
+const PARALLEL_MIN_MACS: usize = 1 << 20;
+
+/// [`sgemm`] on a chosen path and thread count (for tests and benchmarks). Panics if the CPU cannot run
+/// the path.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_on(
+    path: SgemmPath, threads: usize,
+    m: usize, k: usize, n: usize, alpha: f32,
+    a: &[f32], rsa: isize, csa: isize,
+    b: &[f32], rsb: isize, csb: isize,
+    beta: f32, c: &mut [f32], rsc: isize, csc: isize,
+) {
+    check_view(a.len(), m, k, rsa, csa);
+    check_view(b.len(), k, n, rsb, csb);
+    check_view(c.len(), m, n, rsc, csc);
+    assert!(path.available(), "gemm: this CPU cannot run the {:?} kernel", path);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        return scale_c(m, n, beta, c, rsc, csc);
+    }
+    let v = Views { a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, c: c.as_mut_ptr(), rsc, csc };
+    match path {
+        SgemmPath::Portable => {
+            // SAFETY: check_view proved every addressed element lies inside its slice; C is borrowed
+            // mutably, so it cannot alias A or B.
+            unsafe { matrixmultiply::sgemm(m, k, n, alpha, v.a, rsa, csa, v.b, rsb, csb, beta, v.c, rsc, csc) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        SgemmPath::Avx512 => parallel::<x86::Avx512>(threads, m, k, n, alpha, v, beta),
+        #[cfg(target_arch = "x86_64")]
+        SgemmPath::Avx2 => parallel::<x86::Avx2>(threads, m, k, n, alpha, v, beta),
+        #[cfg(not(target_arch = "x86_64"))]
+        SgemmPath::Avx512 | SgemmPath::Avx2 => unreachable!("not available off x86-64"),
+    }
+}
+
+/// Raw strided views of A, B and C, checked by the caller.
+#[derive(Clone, Copy)]
+struct Views {
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+}
+
+// SAFETY: the views are only shared between the threads of one `parallel` call, which give each thread
+// a disjoint block of C and only read A and B.
+unsafe impl Send for Views {}
+unsafe impl Sync for Views {}
+
+impl Views {
+    /// The views of the sub-product C[i0.., j0..] = A[i0.., :]·B[:, j0..].
+    fn offset(self, i0: usize, j0: usize) -> Views {
+        // SAFETY: callers pass i0 < m and j0 < n, so the offsets stay inside the checked views.
+        unsafe {
+            Views {
+                a: self.a.offset(i0 as isize * self.rsa),
+                b: self.b.offset(j0 as isize * self.csb),
+                c: self.c.offset(i0 as isize * self.rsc + j0 as isize * self.csc),
+                ..self
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+/// A register-tile microkernel and its blocking.
+trait Micro {
+    /// Rows of a tile.
+    const MR: usize;
+    /// Columns of a wide tile (a narrow tile has half).
+    const NR: usize;
+    /// Depth of a packed block.
+    const KC: usize;
+    /// Rows of a packed block of A (a multiple of MR).
+    const MC: usize;
+    /// Columns of a packed panel of B (a multiple of NR).
+    const NC: usize;
+    /// C[..mr, ..nr] = alpha·(Ã·B̃) + beta·C over packed Ã (kc×MR) and B̃ (kc×nr_pack), where nr_pack is
+    /// NR, or NR/2 when `narrow`.
+    ///
+    /// # Safety
+    /// The CPU supports the kernel's features; `a` and `b` hold kc·MR and kc·nr_pack floats; C's
+    /// mr×nr view is valid for writes.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile(narrow: bool, kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32);
+}
+
+#[cfg(target_arch = "x86_64")]
+/// Splits the product into blocks of C, one per part, and runs them on the worker threads.
+#[allow(clippy::too_many_arguments)]
+fn parallel<K: Micro>(threads: usize, m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f32) {
+    let threads = if m.saturating_mul(n).saturating_mul(k) < PARALLEL_MIN_MACS { 1 } else { threads };
+    if threads <= 1 {
+        return serial::<K>(m, k, n, alpha, v, beta);
+    }
+    // Split the longer side of C into `threads` runs of whole tiles.
+    let (along_n, len, unit) = if n >= m { (true, n, K::NR) } else { (false, m, K::MR) };
+    let units = len.div_ceil(unit);
+    let parts = threads.min(units);
+    let bounds = |p: usize| (units * p / parts * unit).min(len);
+    crate::kernels::threads::run(parts, parts, &|p| {
+        let (lo, hi) = (bounds(p), bounds(p + 1));
+        if lo >= hi {
+            return;
+        }
+        if along_n {
+            serial::<K>(m, k, hi - lo, alpha, v.offset(0, lo), beta);
+        } else {
+            serial::<K>(hi - lo, k, n, alpha, v.offset(lo, 0), beta);
+        }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    /// Packing buffers of this thread: A's block and B's panel, kept for the thread's life.
+    static PACK: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+#[cfg(target_arch = "x86_64")]
+/// A 64-byte aligned window of `len` floats in `buf` (grown on first use only).
+fn aligned(buf: &mut Vec<f32>, len: usize) -> *mut f32 {
+    if buf.len() < len + 16 {
+        buf.resize(len + 16, 0.0);
+    }
+    let p = buf.as_mut_ptr();
+    let skip = p.align_offset(64).min(15);
+    // SAFETY: skip ≤ 15 and the buffer holds len + 16 floats.
+    unsafe { p.add(skip) }
+}
+
+#[cfg(target_arch = "x86_64")]
+/// The whole product on the calling thread.
+fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f32) {
+    PACK.with(|cell| {
+        let mut bufs = cell.borrow_mut();
+        let (abuf, bbuf) = &mut *bufs;
+        let nc_max = K::NC.min(n.div_ceil(K::NR) * K::NR);
+        let mc_max = K::MC.min(m.div_ceil(K::MR) * K::MR);
+        let kc_max = K::KC.min(k);
+        let ap = aligned(abuf, mc_max * kc_max);
+        let bp = aligned(bbuf, nc_max * kc_max);
+        // Narrow tiles when every column fits in half a wide tile (the 10-wide output layer).
+        let narrow = n <= K::NR / 2;
+        let nr_pack = if narrow { K::NR / 2 } else { K::NR };
+        for jc in (0..n).step_by(K::NC) {
+            let nc = K::NC.min(n - jc);
+            for pc in (0..k).step_by(K::KC) {
+                let kc = K::KC.min(k - pc);
+                let beta_pc = if pc == 0 { beta } else { 1.0 };
+                // SAFETY: the views were checked by sgemm_on; (pc, jc) lies inside B, and the packed
+                // panel (nc rounded up to nr_pack, times kc) fits the buffer sized above. Both of our
+                // paths require AVX2 (SgemmPath::available), checked by sgemm_on.
+                unsafe { pack_b(kc, nc, nr_pack, v.b.offset(pc as isize * v.rsb + jc as isize * v.csb), v.rsb, v.csb, bp) };
+                for ic in (0..m).step_by(K::MC) {
+                    let mc = K::MC.min(m - ic);
+                    // SAFETY: as above, for A's block.
+                    unsafe { pack_a(mc, kc, K::MR, v.a.offset(ic as isize * v.rsa + pc as isize * v.csa), v.rsa, v.csa, ap) };
+                    for jr in (0..nc).step_by(nr_pack) {
+                        let nr = nr_pack.min(nc - jr);
+                        for ir in (0..mc).step_by(K::MR) {
+                            let mr = K::MR.min(mc - ir);
+                            // SAFETY: the CPU supports K (checked by sgemm_on); the packed tiles hold
+                            // kc·MR and kc·nr_pack floats; C's mr×nr tile at (ic+ir, jc+jr) lies inside C.
+                            unsafe {
+                                K::tile(
+                                    narrow, kc,
+                                    ap.add(ir * kc), bp.add(jr * kc),
+                                    v.c.offset((ic + ir) as isize * v.rsc + (jc + jr) as isize * v.csc), v.rsc, v.csc,
+                                    mr, nr, alpha, beta_pc,
+                                )
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Packs an mc×kc block of A into row panels of `mr` rows: panel p holds, for each k, its mr values
+/// (zero past the last row).
+///
+/// # Safety
+/// A's mc×kc view at `a` with strides (rsa, csa) is readable; `out` holds mc rounded up to mr, times
+/// kc; the CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn pack_a(mc: usize, kc: usize, mr: usize, a: *const f32, rsa: isize, csa: isize, out: *mut f32) {
+    for (p, i0) in (0..mc).step_by(mr).enumerate() {
+        let rows = mr.min(mc - i0);
+        let dst = out.add(p * mr * kc);
+        if rsa == 1 {
+            // Columns of A are contiguous (a transposed operand): copy mr values per k.
+            for kk in 0..kc {
+                x86::copy_pad(a.offset(i0 as isize + kk as isize * csa), dst.add(kk * mr), rows, mr);
+            }
+        } else if csa == 1 {
+            // Rows are contiguous: transpose 8×8 blocks in registers.
+            for ib in (0..mr).step_by(8) {
+                let w = 8.min(mr - ib);
+                let live = rows.saturating_sub(ib).min(w);
+                x86::transpose_pack(a.offset((i0 + ib) as isize * rsa), rsa, live, kc, dst.add(ib), mr, w);
+            }
+        } else {
+            for i in 0..mr {
+                for kk in 0..kc {
+                    *dst.add(kk * mr + i) = if i < rows { *a.offset((i0 + i) as isize * rsa + kk as isize * csa) } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// Packs a kc×nc panel of B into column panels of `nr` columns: panel q holds, for each k, its nr
+/// values (zero past the last column).
+///
+/// # Safety
+/// B's kc×nc view at `b` with strides (rsb, csb) is readable; `out` holds nc rounded up to nr, times
+/// kc; the CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn pack_b(kc: usize, nc: usize, nr: usize, b: *const f32, rsb: isize, csb: isize, out: *mut f32) {
+    for (q, j0) in (0..nc).step_by(nr).enumerate() {
+        let cols = nr.min(nc - j0);
+        let dst = out.add(q * nr * kc);
+        if csb == 1 {
+            // Rows of B are contiguous: copy nr values per k.
+            for kk in 0..kc {
+                x86::copy_pad(b.offset(kk as isize * rsb + j0 as isize), dst.add(kk * nr), cols, nr);
+            }
+        } else if rsb == 1 {
+            // Columns are contiguous (a transposed weight): transpose 8×8 blocks in registers.
+            for jb in (0..nr).step_by(8) {
+                let w = 8.min(nr - jb);
+                let live = cols.saturating_sub(jb).min(w);
+                x86::transpose_pack(b.offset((j0 + jb) as isize * csb), csb, live, kc, dst.add(jb), nr, w);
+            }
+        } else {
+            for j in 0..nr {
+                for kk in 0..kc {
+                    *dst.add(kk * nr + j) = if j < cols { *b.offset(kk as isize * rsb + (j0 + j) as isize * csb) } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Micro;
+    use std::arch::x86_64::*;
+
+    /// 12×32 tiles (24 zmm accumulators), 12×16 when narrow.
+    pub(super) struct Avx512;
+    /// 6×16 tiles (12 ymm accumulators), 6×8 when narrow.
+    pub(super) struct Avx2;
+
+    impl Micro for Avx512 {
+        const MR: usize = 12;
+        const NR: usize = 32;
+        const KC: usize = 256;
+        const MC: usize = 144;
+        const NC: usize = 2048;
+        unsafe fn tile(narrow: bool, kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+            if narrow {
+                tile_avx512::<1>(kc, a, b, c, rsc, csc, mr, nr, alpha, beta)
+            } else {
+                tile_avx512::<2>(kc, a, b, c, rsc, csc, mr, nr, alpha, beta)
+            }
+        }
+    }
+
+    impl Micro for Avx2 {
+        const MR: usize = 6;
+        const NR: usize = 16;
+        const KC: usize = 256;
+        const MC: usize = 72;
+        const NC: usize = 2048;
+        unsafe fn tile(narrow: bool, kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+            if narrow {
+                tile_avx2::<1>(kc, a, b, c, rsc, csc, mr, nr, alpha, beta)
+            } else {
+                tile_avx2::<2>(kc, a, b, c, rsc, csc, mr, nr, alpha, beta)
+            }
+        }
+    }
+
+    /// dst[..len] = src[..len], then zeros up to `width`.
+    ///
+    /// # Safety
+    /// src holds len floats, dst width floats; the CPU has AVX.
+    #[inline(always)]
+    pub(super) unsafe fn copy_pad(src: *const f32, dst: *mut f32, len: usize, width: usize) {
+        let mut x = 0;
+        while x + 8 <= len {
+            _mm256_storeu_ps(dst.add(x), _mm256_loadu_ps(src.add(x)));
+            x += 8;
+        }
+        while x < len {
+            *dst.add(x) = *src.add(x);
+            x += 1;
+        }
+        while x < width {
+            *dst.add(x) = 0.0;
+            x += 1;
+        }
+    }
+
+    /// Transposes `live` source rows (each kc contiguous floats, `ld` apart) into dst: for each k,
+    /// `w` values (rows past `live` are zero) at dst + k·stride. 8×8 blocks go through registers.
+    ///
+    /// # Safety
+    /// live ≤ w ≤ 8; the rows are readable; dst is writable at the w·kc positions; the CPU has AVX.
+    #[inline(always)]
+    pub(super) unsafe fn transpose_pack(src: *const f32, ld: isize, live: usize, kc: usize, dst: *mut f32, stride: usize, w: usize) {
+        let mut k0 = 0;
+        while k0 + 8 <= kc {
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (j, rj) in r.iter_mut().enumerate().take(live) {
+                *rj = _mm256_loadu_ps(src.offset(j as isize * ld + k0 as isize));
+            }
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            let o = [
+                _mm256_permute2f128_ps::<0x20>(u0, u4),
+                _mm256_permute2f128_ps::<0x20>(u1, u5),
+                _mm256_permute2f128_ps::<0x20>(u2, u6),
+                _mm256_permute2f128_ps::<0x20>(u3, u7),
+                _mm256_permute2f128_ps::<0x31>(u0, u4),
+                _mm256_permute2f128_ps::<0x31>(u1, u5),
+                _mm256_permute2f128_ps::<0x31>(u2, u6),
+                _mm256_permute2f128_ps::<0x31>(u3, u7),
+            ];
+            for (kk, ok) in o.iter().enumerate() {
+                let d = dst.add((k0 + kk) * stride);
+                if w == 8 {
+                    _mm256_storeu_ps(d, *ok);
+                } else {
+                    let mut tmp = [0.0f32; 8];
+                    _mm256_storeu_ps(tmp.as_mut_ptr(), *ok);
+                    for (j, &t) in tmp.iter().enumerate().take(w) {
+                        *d.add(j) = t;
+                    }
+                }
+            }
+            k0 += 8;
+        }
+        for kk in k0..kc {
+            let d = dst.add(kk * stride);
+            for j in 0..w {
+                *d.add(j) = if j < live { *src.offset(j as isize * ld + kk as isize) } else { 0.0 };
+            }
+        }
+    }
+
+    /// Writes one row of a tile: C[j] = alpha·acc[j] + beta·C[j] for j < nr.
+    #[inline(always)]
+    unsafe fn store_row_scalar(acc: &[f32], c: *mut f32, csc: isize, nr: usize, alpha: f32, beta: f32) {
+        for (j, &x) in acc.iter().enumerate().take(nr) {
+            let p = c.offset(j as isize * csc);
+            let v = if alpha == 1.0 { x } else { alpha * x };
+            *p = if beta == 0.0 { v } else if beta == 1.0 { v + *p } else { beta.mul_add(*p, v) };
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_avx512<const NV: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+        const MR: usize = 12;
+        let nrp = 16 * NV;
+        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        let (mut a, mut b) = (a, b);
+        for _ in 0..kc {
+            let mut bv = [_mm512_setzero_ps(); NV];
+            for v in 0..NV {
+                bv[v] = _mm512_load_ps(b.add(16 * v));
+            }
+            for i in 0..MR {
+                let ai = _mm512_set1_ps(*a.add(i));
+                for v in 0..NV {
+                    acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+                }
+            }
+            a = a.add(MR);
+            b = b.add(nrp);
+        }
+        let alphav = _mm512_set1_ps(alpha);
+        let betav = _mm512_set1_ps(beta);
+        for i in 0..MR {
+            if i >= mr {
+                break;
+            }
+            let row = c.offset(i as isize * rsc);
+            if csc == 1 {
+                for v in 0..NV {
+                    let left = nr.saturating_sub(16 * v);
+                    if left == 0 {
+                        break;
+                    }
+                    let mask: __mmask16 = if left >= 16 { 0xffff } else { (1u16 << left) - 1 };
+                    let p = row.add(16 * v);
+                    let mut r = if alpha == 1.0 { acc[i][v] } else { _mm512_mul_ps(alphav, acc[i][v]) };
+                    if beta == 1.0 {
+                        r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask, p));
+                    } else if beta != 0.0 {
+                        r = _mm512_fmadd_ps(betav, _mm512_maskz_loadu_ps(mask, p), r);
+                    }
+                    _mm512_mask_storeu_ps(p, mask, r);
+                }
+            } else {
+                let mut tmp = [0.0f32; 32];
+                for v in 0..NV {
+                    _mm512_storeu_ps(tmp.as_mut_ptr().add(16 * v), acc[i][v]);
+                }
+                store_row_scalar(&tmp[..nrp], row, csc, nr, alpha, beta);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_avx2<const NV: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+        const MR: usize = 6;
+        let nrp = 8 * NV;
+        let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+        let (mut a, mut b) = (a, b);
+        for _ in 0..kc {
+            let mut bv = [_mm256_setzero_ps(); NV];
+            for v in 0..NV {
+                bv[v] = _mm256_loadu_ps(b.add(8 * v));
+            }
+            for i in 0..MR {
+                let ai = _mm256_broadcast_ss(&*a.add(i));
+                for v in 0..NV {
+                    acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
+                }
+            }
+            a = a.add(MR);
+            b = b.add(nrp);
+        }
+        for i in 0..MR {
+            if i >= mr {
+                break;
+            }
+            let row = c.offset(i as isize * rsc);
+            let mut tmp = [0.0f32; 16];
+            for v in 0..NV {
+                _mm256_storeu_ps(tmp.as_mut_ptr().add(8 * v), acc[i][v]);
+            }
+            if csc == 1 && nr == nrp && alpha == 1.0 {
+                for v in 0..NV {
+                    let p = row.add(8 * v);
+                    let r = acc[i][v];
+                    let r = if beta == 0.0 {
+                        r
+                    } else if beta == 1.0 {
+                        _mm256_add_ps(r, _mm256_loadu_ps(p))
+                    } else {
+                        _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(p), r)
+                    };
+                    _mm256_storeu_ps(p, r);
+                }
+            } else {
+                store_row_scalar(&tmp[..nrp], row, csc, nr, alpha, beta);
+            }
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

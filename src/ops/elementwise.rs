@@ -1,6 +1,6 @@
 //! Elementwise ops: unary functions, scalar arithmetic and broadcasting binary arithmetic.
 
-use super::{Op, OpKind, Saved};
+use super::{grads, Grads, Op, OpKind, Saved};
 use crate::dtype::Float;
 use crate::error::{bail, Result};
 use crate::graph::{Graph, Tensor};
@@ -298,7 +298,7 @@ impl Graph {
     }
 
     /// Gradients of `gelu_backward(grad, x)`: d/dgrad = gelu'(x), d/dx = grad · φ(x) · (2 − x²).
-    pub(crate) fn gelu_backward_backward(&mut self, grad: Tensor, x: Tensor, gout: Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    pub(crate) fn gelu_backward_backward(&mut self, grad: Tensor, x: Tensor, gout: Tensor, needs: &[bool]) -> Result<Grads> {
         let dgrad = if needs[0] { Some(self.gelu_backward(gout, x)?) } else { None };
         let dx = if needs[1] {
             let x2 = self.mul(x, x)?;
@@ -313,7 +313,7 @@ impl Graph {
         } else {
             None
         };
-        Ok(vec![dgrad, dx])
+        Ok(grads![dgrad, dx])
     }
 
     /// Applies a binary function with broadcasting.
@@ -346,8 +346,8 @@ impl Graph {
     /// a / b, broadcasting.
     pub fn div(&mut self, a: Tensor, b: Tensor) -> Result<Tensor> { self.binary(Binary::Div, a, b) }
 
-    pub(crate) fn binary_backward(&mut self, op: Binary, a: Tensor, b: Tensor, g: Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        let (da, db) = (self.dims(a)?, self.dims(b)?);
+    pub(crate) fn binary_backward(&mut self, op: Binary, a: Tensor, b: Tensor, g: Tensor, needs: &[bool]) -> Result<Grads> {
+        let (da, db) = (self.shape(a)?, self.shape(b)?);
         let ga = if !needs[0] {
             None
         } else {
@@ -356,7 +356,7 @@ impl Graph {
                 Binary::Mul => self.mul(g, b)?,
                 Binary::Div => self.div(g, b)?,
             };
-            Some(self.sum_to(t, &da)?)
+            Some(self.sum_to(t, da.dims())?)
         };
         let gb = if !needs[1] {
             None
@@ -372,9 +372,9 @@ impl Graph {
                     self.neg(q)?
                 }
             };
-            Some(self.sum_to(t, &db)?)
+            Some(self.sum_to(t, db.dims())?)
         };
-        Ok(vec![ga, gb])
+        Ok(grads![ga, gb])
     }
 }
 

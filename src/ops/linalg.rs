@@ -2,11 +2,11 @@
 //! operands through strides instead of copies) and linear (x·Wᵀ + b, fused).
 
 use super::elementwise::float_dispatch;
-use super::Op;
+use super::{grads, Grads, Op};
 use crate::dtype::Float;
 use crate::error::{bail, Result};
 use crate::graph::{Graph, Tensor};
-use crate::shape::Shape;
+use crate::shape::{Shape, MAX_RANK};
 
 /// The geometry of one operand: stored [.., rows, cols], read transposed or not.
 #[derive(Clone, Copy)]
@@ -60,9 +60,11 @@ impl Graph {
         if self.dtype(a)? != self.dtype(b)? {
             bail!(DType, "matmul: operands of different dtypes");
         }
-        let mut out_dims: Vec<usize> = lead.dims()[..lead.rank() - 2].to_vec();
-        out_dims.extend_from_slice(&[m, n]);
-        let out_shape = Shape::new(&out_dims)?;
+        let mut out_dims = [0usize; MAX_RANK];
+        let r = lead.rank();
+        out_dims[..r - 2].copy_from_slice(&lead.dims()[..r - 2]);
+        out_dims[r - 2..r].copy_from_slice(&[m, n]);
+        let out_shape = Shape::new(&out_dims[..r])?;
         let batch = if sa.rank() > 2 { oa.batch } else { ob.batch };
         float_dispatch!(self.dtype(a)?, T => {
             let mut out = self.alloc::<T>(out_shape.numel())?;
@@ -83,22 +85,22 @@ impl Graph {
         })
     }
 
-    pub(crate) fn matmul_backward(&mut self, a: Tensor, b: Tensor, ta: bool, tb: bool, g: Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    pub(crate) fn matmul_backward(&mut self, a: Tensor, b: Tensor, ta: bool, tb: bool, g: Tensor, needs: &[bool]) -> Result<Grads> {
         let da = if needs[0] {
             let d = if ta { self.matmul_t(b, g, tb, true)? } else { self.matmul_t(g, b, false, !tb)? };
-            let dims = self.dims(a)?;
-            Some(self.sum_to_batch(d, &dims)?)
+            let dims = self.shape(a)?;
+            Some(self.sum_to_batch(d, dims.dims())?)
         } else {
             None
         };
         let db = if needs[1] {
             let d = if tb { self.matmul_t(g, a, true, ta)? } else { self.matmul_t(a, g, !ta, false)? };
-            let dims = self.dims(b)?;
-            Some(self.sum_to_batch(d, &dims)?)
+            let dims = self.shape(b)?;
+            Some(self.sum_to_batch(d, dims.dims())?)
         } else {
             None
         };
-        Ok(vec![da, db])
+        Ok(grads![da, db])
     }
 
     /// Sums a batched gradient over the batch dimensions its operand did not have.
@@ -150,7 +152,7 @@ impl Graph {
         })
     }
 
-    pub(crate) fn linear_backward(&mut self, x: Tensor, w: Tensor, b: Option<Tensor>, g: Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    pub(crate) fn linear_backward(&mut self, x: Tensor, w: Tensor, b: Option<Tensor>, g: Tensor, needs: &[bool]) -> Result<Grads> {
         let gx = if needs[0] { Some(self.matmul_t(g, w, false, false)?) } else { None };
         let gw = if needs[1] {
             let (sx, sg) = (self.shape(x)?, self.shape(g)?);
@@ -166,15 +168,13 @@ impl Graph {
         } else {
             None
         };
-        let mut out = vec![gx, gw];
-        if let Some(b) = b {
-            out.push(if needs[2] {
-                let dims = self.dims(b)?;
-                Some(self.sum_to(g, &dims)?)
-            } else {
-                None
-            });
-        }
-        Ok(out)
+        let gb = match b {
+            Some(b) if needs[2] => {
+                let dims = self.shape(b)?;
+                Some(self.sum_to(g, dims.dims())?)
+            }
+            _ => None,
+        };
+        Ok(if b.is_some() { grads![gx, gw, gb] } else { grads![gx, gw] })
     }
 }

@@ -2,7 +2,7 @@
 //! binary_cross_entropy_with_logits.
 
 use super::elementwise::float_dispatch;
-use super::Op;
+use super::{grads, Grads, Op};
 use crate::dtype::Float;
 use crate::error::{bail, Result};
 use crate::graph::{Graph, Tensor};
@@ -102,14 +102,14 @@ impl Graph {
         })
     }
 
-    pub(crate) fn mse_backward(&mut self, a: Tensor, b: Tensor, reduction: Reduction, g: Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        let dims = self.dims(a)?;
-        let s = self.loss_scale(g, &dims, reduction)?;
+    pub(crate) fn mse_backward(&mut self, a: Tensor, b: Tensor, reduction: Reduction, g: Tensor, needs: &[bool]) -> Result<Grads> {
+        let dims = self.shape(a)?;
+        let s = self.loss_scale(g, dims.dims(), reduction)?;
         let d = self.sub(a, b)?;
         let d = self.mul_scalar(d, 2.0)?;
         let da = self.mul(d, s)?;
         let db = if needs[1] { Some(self.neg(da)?) } else { None };
-        Ok(vec![if needs[0] { Some(da) } else { None }, db])
+        Ok(grads![if needs[0] { Some(da) } else { None }, db])
     }
 
     /// Cross-entropy of logits `[N, C]` against int64 class indices `[N]`, mean over samples.
@@ -245,9 +245,9 @@ impl Graph {
         })
     }
 
-    pub(crate) fn bce_backward(&mut self, x: Tensor, target: Tensor, reduction: Reduction, g: Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        let dims = self.dims(x)?;
-        let s = self.loss_scale(g, &dims, reduction)?;
+    pub(crate) fn bce_backward(&mut self, x: Tensor, target: Tensor, reduction: Reduction, g: Tensor, needs: &[bool]) -> Result<Grads> {
+        let dims = self.shape(x)?;
+        let s = self.loss_scale(g, dims.dims(), reduction)?;
         let dx = if needs[0] {
             let p = self.sigmoid(x)?;
             let d = self.sub(p, target)?;
@@ -261,7 +261,7 @@ impl Graph {
         } else {
             None
         };
-        Ok(vec![dx, dt])
+        Ok(grads![dx, dt])
     }
 
     /// Dropout: in training, zeroes each element with probability `p` (from the graph's seeded generator)

@@ -76,6 +76,48 @@ op_kinds! {
     BceWithLogits => "binary_cross_entropy_with_logits", GeluBackward => "gelu_backward",
 }
 
+/// The gradients of an op's inputs in `inputs()` order (`None` where an input needs none), held
+/// inline for ops of up to three inputs so that a backward step allocates nothing.
+pub(crate) struct Grads {
+    inline: [Option<Tensor>; 3],
+    len: usize,
+    /// Only for ops with more inputs (concat).
+    heap: Vec<Option<Tensor>>,
+}
+
+impl Grads {
+    pub(crate) fn inline(gs: &[Option<Tensor>]) -> Grads {
+        let mut inline = [None; 3];
+        inline[..gs.len()].copy_from_slice(gs);
+        Grads { inline, len: gs.len(), heap: Vec::new() }
+    }
+}
+
+impl From<Vec<Option<Tensor>>> for Grads {
+    fn from(heap: Vec<Option<Tensor>>) -> Grads {
+        Grads { inline: [None; 3], len: usize::MAX, heap }
+    }
+}
+
+impl std::ops::Deref for Grads {
+    type Target = [Option<Tensor>];
+    fn deref(&self) -> &[Option<Tensor>] {
+        if self.len == usize::MAX { &self.heap } else { &self.inline[..self.len] }
+    }
+}
+
+impl std::ops::DerefMut for Grads {
+    fn deref_mut(&mut self) -> &mut [Option<Tensor>] {
+        if self.len == usize::MAX { &mut self.heap } else { &mut self.inline[..self.len] }
+    }
+}
+
+/// `grads![a, b]`: the gradients of an op's inputs, without a heap allocation.
+macro_rules! grads {
+    ($($g:expr),* $(,)?) => { $crate::ops::Grads::inline(&[$($g),*]) };
+}
+pub(crate) use grads;
+
 /// The inputs of an op, without allocating for the common case.
 pub(crate) struct Inputs<'a> {
     inline: [Tensor; 3],
@@ -209,15 +251,15 @@ impl Graph {
     /// Gradients of the op's inputs given the gradient `g` of its output (`None` where an input needs
     /// none). Runs with grad mode equal to create_graph, so that with create_graph the result is itself
     /// differentiable: every backward is written with graph ops.
-    pub(crate) fn op_backward(&mut self, op: &Op, out: Tensor, g: Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+    pub(crate) fn op_backward(&mut self, op: &Op, out: Tensor, g: Tensor, needs: &[bool]) -> Result<Grads> {
         match op {
-            Op::Unary(u, x) => Ok(vec![self.unary_backward(*u, *x, out, g)?]),
+            Op::Unary(u, x) => Ok(grads![self.unary_backward(*u, *x, out, g)?]),
             Op::Binary(b, x, y) => self.binary_backward(*b, *x, *y, g, needs),
-            Op::Reduce { kind, x, mask, keepdim } => Ok(vec![Some(self.reduce_backward(*kind, *x, out, *mask, *keepdim, g)?)]),
-            Op::Softmax { dim, log, .. } => Ok(vec![Some(self.softmax_backward(out, *dim, *log, g)?)]),
+            Op::Reduce { kind, x, mask, keepdim } => Ok(grads![Some(self.reduce_backward(*kind, *x, out, *mask, *keepdim, g)?)]),
+            Op::Softmax { dim, log, .. } => Ok(grads![Some(self.softmax_backward(out, *dim, *log, g)?)]),
             Op::Reshape(x) => {
-                let dims = self.dims(*x)?;
-                Ok(vec![Some(self.reshape(g, &dims)?)])
+                let dims = self.shape(*x)?;
+                Ok(grads![Some(self.reshape(g, dims.dims())?)])
             }
             Op::Permute { perm, x } => {
                 let r = self.shape(*x)?.rank();
@@ -225,42 +267,42 @@ impl Graph {
                 for i in 0..r {
                     inv[perm[i] as usize] = i as i64;
                 }
-                Ok(vec![Some(self.permute(g, &inv[..r])?)])
+                Ok(grads![Some(self.permute(g, &inv[..r])?)])
             }
             Op::Expand(x) => {
-                let dims = self.dims(*x)?;
-                Ok(vec![Some(self.sum_to(g, &dims)?)])
+                let dims = self.shape(*x)?;
+                Ok(grads![Some(self.sum_to(g, dims.dims())?)])
             }
             Op::SumTo(x) => {
-                let dims = self.dims(*x)?;
-                Ok(vec![Some(self.expand(g, &dims)?)])
+                let dims = self.shape(*x)?;
+                Ok(grads![Some(self.expand(g, dims.dims())?)])
             }
-            Op::Concat { xs, dim } => self.concat_backward(xs, *dim, g, needs),
+            Op::Concat { xs, dim } => self.concat_backward(xs, *dim, g, needs).map(Grads::from),
             Op::Slice { x, dim, start, step } => {
-                let dims = self.dims(*x)?;
-                Ok(vec![Some(self.slice_scatter(g, &dims, *dim, *start, *step)?)])
+                let dims = self.shape(*x)?;
+                Ok(grads![Some(self.slice_scatter(g, dims.dims(), *dim, *start, *step)?)])
             }
             Op::SliceScatter { dim, start, step, x } => {
                 let len = self.shape(*x)?.dim(*dim);
                 let end = if len == 0 { *start } else { *start + (len - 1) * *step + 1 };
-                Ok(vec![Some(self.slice(g, *dim as i64, *start as i64, end as i64, *step as i64)?)])
+                Ok(grads![Some(self.slice(g, *dim as i64, *start as i64, end as i64, *step as i64)?)])
             }
             Op::IndexSelect { x, dim, index } => {
                 let size = self.shape(*x)?.dim(*dim);
-                Ok(vec![Some(self.index_add_into(g, *dim, *index, size)?), None])
+                Ok(grads![Some(self.index_add_into(g, *dim, *index, size)?), None])
             }
-            Op::IndexAdd { dim, index, .. } => Ok(vec![Some(self.index_select(g, *dim as i64, *index)?), None]),
+            Op::IndexAdd { dim, index, .. } => Ok(grads![Some(self.index_select(g, *dim as i64, *index)?), None]),
             Op::Gather { x, dim, index } => {
-                let dims = self.dims(*x)?;
-                Ok(vec![Some(self.scatter_add_into(g, *dim, *index, &dims)?), None])
+                let dims = self.shape(*x)?;
+                Ok(grads![Some(self.scatter_add_into(g, *dim, *index, dims.dims())?), None])
             }
-            Op::ScatterAdd { dim, index, .. } => Ok(vec![Some(self.gather(g, *dim as i64, *index)?), None]),
+            Op::ScatterAdd { dim, index, .. } => Ok(grads![Some(self.gather(g, *dim as i64, *index)?), None]),
             Op::Matmul { a, b, ta, tb } => self.matmul_backward(*a, *b, *ta, *tb, g, needs),
             Op::Linear { x, w, b } => self.linear_backward(*x, *w, *b, g, needs),
             Op::MseLoss { a, b, reduction } => self.mse_backward(*a, *b, *reduction, g, needs),
             Op::CrossEntropy { logits, target, reduction, label_smoothing, ignore_index } => {
                 let gl = self.cross_entropy_backward(g, *logits, *target, *reduction, *label_smoothing, *ignore_index)?;
-                Ok(vec![Some(gl), None])
+                Ok(grads![Some(gl), None])
             }
             Op::BceWithLogits { x, target, reduction } => self.bce_backward(*x, *target, *reduction, g, needs),
             Op::GeluBackward { grad, x } => self.gelu_backward_backward(*grad, *x, g, needs),

@@ -1,0 +1,220 @@
+//! The library's thread count and its small persistent pool of worker threads.
+//!
+//! The count is set by [`set_num_threads`] or, before the first use, by the environment variable
+//! `BP_NUM_THREADS`. The default is 1: a runtime embedded in a host program should not take cores the
+//! host did not give it, and small networks gain nothing from threads. Results never depend on the
+//! count: a kernel splits its output into parts that are each computed by one thread in a fixed order.
+//!
+//! Workers are started on first need and kept; handing them a job takes a mutex and a condition
+//! variable and allocates nothing, so a steady training loop stays allocation-free with threads too.
+//! After a job a worker spins briefly before sleeping, because training steps issue large kernels
+//! back to back.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// 0 means "not yet read from the environment".
+static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// The most threads the library will use, whatever is asked.
+pub const MAX_THREADS: usize = 64;
+
+/// Sets how many threads large kernels may use (1 = only the calling thread; clamped to 1..=64).
+pub fn set_num_threads(n: usize) {
+    NUM_THREADS.store(n.clamp(1, MAX_THREADS), Ordering::Relaxed);
+}
+
+/// How many threads large kernels may use: set by [`set_num_threads`], else `BP_NUM_THREADS`, else 1.
+pub fn num_threads() -> usize {
+    match NUM_THREADS.load(Ordering::Relaxed) {
+        0 => {
+            let n = std::env::var("BP_NUM_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(1);
+            // Another thread may have set a count meanwhile: keep theirs.
+            let _ = NUM_THREADS.compare_exchange(0, n.clamp(1, MAX_THREADS), Ordering::Relaxed, Ordering::Relaxed);
+            NUM_THREADS.load(Ordering::Relaxed)
+        }
+        n => n,
+    }
+}
+
+/// A job: `f(part)` for every part in `0..parts`, part p on thread p % threads (the caller is thread 0).
+/// The reference is only valid while `run` waits.
+#[derive(Clone, Copy)]
+struct Job {
+    f: *const (dyn Fn(usize) + Sync),
+    parts: usize,
+    threads: usize,
+}
+
+// SAFETY: the pointee is `Sync` (shared calls from several threads are allowed) and `run` keeps it
+// alive until every worker has finished with it.
+unsafe impl Send for Job {}
+
+struct State {
+    /// Bumped for every job, so a worker knows a job is new.
+    epoch: u64,
+    job: Option<Job>,
+    /// Workers that have not yet finished their share of the job.
+    busy: usize,
+    /// Workers started so far (worker i is thread i of a job, i ≥ 1).
+    workers: usize,
+    /// A part panicked on a worker: `run` re-raises it on the calling thread.
+    panicked: bool,
+}
+
+struct Pool {
+    state: Mutex<State>,
+    work: Condvar,
+    done: Condvar,
+    /// Serialises jobs from different calling threads (each graph is used by one thread, but two
+    /// graphs on two threads may both run large kernels).
+    submit: Mutex<()>,
+    /// A copy of `State::epoch` that idle workers poll without taking the lock.
+    epoch: AtomicU64,
+}
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| Pool {
+        state: Mutex::new(State { epoch: 0, job: None, busy: 0, workers: 0, panicked: false }),
+        work: Condvar::new(),
+        done: Condvar::new(),
+        submit: Mutex::new(()),
+        epoch: AtomicU64::new(0),
+    })
+}
+
+/// How long an idle worker keeps polling for the next job before it sleeps.
+const SPIN: Duration = Duration::from_micros(200);
+
+/// Runs thread `id`'s share of a job: parts id, id + threads, …
+///
+/// # Safety
+/// `job.f` is alive for the whole call.
+unsafe fn share(job: Job, id: usize) {
+    let mut p = id;
+    while p < job.parts {
+        (*job.f)(p);
+        p += job.threads;
+    }
+}
+
+fn worker_loop(p: &'static Pool, id: usize) {
+    let mut seen = 0u64;
+    loop {
+        // Poll (without the lock) for a while, then sleep until a job comes.
+        let spin_until = Instant::now() + SPIN;
+        while p.epoch.load(Ordering::Acquire) == seen && Instant::now() < spin_until {
+            std::hint::spin_loop();
+        }
+        let mut st = p.state.lock().unwrap_or_else(|e| e.into_inner());
+        while st.epoch == seen {
+            st = p.work.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        seen = st.epoch;
+        let Some(job) = st.job else { continue };
+        if id >= job.threads {
+            continue;
+        }
+        drop(st);
+        // SAFETY: `run` keeps the closure alive until `busy` reaches zero, which happens only after
+        // this share is done.
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { share(job, id) })).is_ok();
+        let mut st = p.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.panicked |= !ok;
+        st.busy -= 1;
+        if st.busy == 0 {
+            p.done.notify_all();
+        }
+    }
+}
+
+/// Calls `f(part)` for every part in `0..parts` on up to `threads` threads and returns when all have
+/// finished. Part p always runs on thread p % threads (the caller is thread 0), so a thread sees the
+/// same work in every repetition of a job (its packing buffers reach their size once); `f` must write
+/// disjoint outputs for different parts.
+pub fn run(parts: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
+    let threads = threads.min(parts).min(MAX_THREADS);
+    if threads <= 1 {
+        (0..parts).for_each(f);
+        return;
+    }
+    let p = pool();
+    let _turn = p.submit.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY (lifetime erasure): the pointer is used only until `busy` is zero, and this function
+    // waits for that below, before `f`'s borrow ends.
+    let fp: *const (dyn Fn(usize) + Sync + '_) = f;
+    let fp: *const (dyn Fn(usize) + Sync + 'static) = unsafe { std::mem::transmute(fp) };
+    let job = Job { f: fp, parts, threads };
+    {
+        let mut st = p.state.lock().unwrap_or_else(|e| e.into_inner());
+        while st.workers < threads - 1 {
+            st.workers += 1;
+            let id = st.workers;
+            std::thread::Builder::new()
+                .name(format!("bp-worker-{id}"))
+                .spawn(move || worker_loop(p, id))
+                .expect("the system could not start a worker thread");
+        }
+        st.job = Some(job);
+        st.epoch += 1;
+        st.busy = threads - 1;
+        st.panicked = false;
+        p.epoch.store(st.epoch, Ordering::Release);
+        p.work.notify_all();
+    }
+    // SAFETY: `f` is borrowed for this whole call.
+    let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { share(job, 0) }));
+    let mut st = p.state.lock().unwrap_or_else(|e| e.into_inner());
+    while st.busy > 0 {
+        drop(st);
+        // Workers usually finish within microseconds of the caller: poll briefly before sleeping.
+        let until = Instant::now() + SPIN;
+        while Instant::now() < until {
+            std::hint::spin_loop();
+            if p.state.try_lock().map(|s| s.busy == 0).unwrap_or(false) {
+                break;
+            }
+        }
+        st = p.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.busy > 0 {
+            st = p.done.wait_while(st, |s| s.busy > 0).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+    st.job = None;
+    let worker_panicked = st.panicked;
+    drop(st);
+    if let Err(e) = mine {
+        std::panic::resume_unwind(e);
+    }
+    assert!(!worker_panicked, "a part of a parallel kernel panicked on a worker thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn every_part_runs_exactly_once_whatever_the_thread_count() {
+        for threads in [1, 2, 3, 8] {
+            let hits: Vec<AtomicU64> = (0..37).map(|_| AtomicU64::new(0)).collect();
+            run(37, threads, &|i| {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "threads = {threads}");
+        }
+    }
+
+    #[test]
+    fn a_panicking_part_panics_the_caller_and_the_pool_survives() {
+        let r = std::panic::catch_unwind(|| run(4, 2, &|i| assert!(i != 3, "part 3 fails")));
+        assert!(r.is_err());
+        let n = AtomicU64::new(0);
+        run(5, 2, &|_| {
+            n.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(n.load(Ordering::Relaxed), 5);
+    }
+}

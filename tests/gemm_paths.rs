@@ -1,0 +1,138 @@
+//! Every float32 matrix-multiply path this CPU can run (our AVX-512 and AVX2 kernels, matrixmultiply)
+//! against a float64 reference, on random shapes with every stride layout, edge sizes (k = 0, m or
+//! n = 1, sizes that leave partial tiles and several cache blocks) and alpha/beta; and our kernels
+//! against each other and across thread counts, where they must agree bit for bit.
+
+use bp::kernels::gemm::{sgemm_on, SgemmPath};
+
+/// A small deterministic generator (xorshift), so the test needs no dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| (self.next() % 2001) as f32 / 1000.0 - 1.0).collect()
+    }
+}
+
+const PATHS: [SgemmPath; 3] = [SgemmPath::Avx512, SgemmPath::Avx2, SgemmPath::Portable];
+
+/// One product: shapes, operand layouts and scalars.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    m: usize,
+    k: usize,
+    n: usize,
+    ta: bool,
+    tb: bool,
+    tc: bool,
+    alpha: f32,
+    beta: f32,
+}
+
+impl Case {
+    /// (row stride, col stride) of an r×c operand stored row-major, or transposed (column-major).
+    fn strides(r: usize, c: usize, t: bool) -> (isize, isize) {
+        if t { (1, r.max(1) as isize) } else { (c.max(1) as isize, 1) }
+    }
+}
+
+fn run(path: SgemmPath, threads: usize, cs: Case, a: &[f32], b: &[f32], c0: &[f32]) -> Vec<f32> {
+    let (rsa, csa) = Case::strides(cs.m, cs.k, cs.ta);
+    let (rsb, csb) = Case::strides(cs.k, cs.n, cs.tb);
+    let (rsc, csc) = Case::strides(cs.m, cs.n, cs.tc);
+    let mut c = c0.to_vec();
+    sgemm_on(path, threads, cs.m, cs.k, cs.n, cs.alpha, a, rsa, csa, b, rsb, csb, cs.beta, &mut c, rsc, csc);
+    c
+}
+
+fn reference(cs: Case, a: &[f32], b: &[f32], c0: &[f32]) -> Vec<f64> {
+    let (rsa, csa) = Case::strides(cs.m, cs.k, cs.ta);
+    let (rsb, csb) = Case::strides(cs.k, cs.n, cs.tb);
+    let (rsc, csc) = Case::strides(cs.m, cs.n, cs.tc);
+    let mut out: Vec<f64> = c0.iter().map(|&x| x as f64).collect();
+    for i in 0..cs.m {
+        for j in 0..cs.n {
+            let mut s = 0.0f64;
+            for l in 0..cs.k {
+                s += a[i * rsa as usize + l * csa as usize] as f64 * b[l * rsb as usize + j * csb as usize] as f64;
+            }
+            let at = i * rsc as usize + j * csc as usize;
+            out[at] = cs.alpha as f64 * s + if cs.beta == 0.0 { 0.0 } else { cs.beta as f64 * c0[at] as f64 };
+        }
+    }
+    out
+}
+
+fn check(cs: Case, rng: &mut Rng) {
+    let a = rng.vec(cs.m * cs.k);
+    let b = rng.vec(cs.k * cs.n);
+    let mut c0 = rng.vec(cs.m * cs.n);
+    if cs.beta == 0.0 && !c0.is_empty() {
+        c0[0] = f32::NAN; // beta = 0 must not read C
+    }
+    let want = reference(cs, &a, &b, &c0);
+    let mut ours: Option<Vec<f32>> = None;
+    for path in PATHS.into_iter().filter(|p| p.available()) {
+        for threads in [1, 2, 3] {
+            let got = run(path, threads, cs, &a, &b, &c0);
+            for (idx, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                let tol = 1e-5 * (cs.k as f64 + 1.0) * 2.0;
+                assert!((g as f64 - w).abs() <= tol, "{path:?} threads={threads} {cs:?}: element {idx} is {g}, want {w}");
+            }
+            if path != SgemmPath::Portable {
+                // Our kernels agree bit for bit with each other, whatever the thread count.
+                match &ours {
+                    None => ours = Some(got),
+                    Some(o) => assert!(
+                        o.iter().zip(&got).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{path:?} threads={threads} {cs:?} differs in bits from the first of our kernels"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_path_matches_the_reference_on_edge_shapes() {
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    let sizes = [1usize, 2, 3, 11, 12, 13, 16, 17, 31, 32, 33];
+    for &m in &sizes {
+        for &n in &sizes {
+            for k in [0usize, 1, 5, 17] {
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let tc = rng.below(4) == 0;
+                    let (alpha, beta) = [(1.0, 0.0), (1.0, 1.0), (0.5, -2.0)][rng.below(3)];
+                    check(Case { m, k, n, ta, tb, tc, alpha, beta }, &mut rng);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_path_matches_the_reference_across_cache_blocks_and_threads() {
+    // Sizes past KC (256), MC (144) and NC (2048 would be slow; the split over threads is exercised by
+    // products above the parallel threshold of 2^20 multiply-adds).
+    let mut rng = Rng(42);
+    let shapes = [(300, 520, 70), (150, 300, 130), (129, 785, 513), (10, 128, 512), (512, 128, 784), (200, 90, 2100)];
+    for &(m, k, n) in &shapes {
+        for (ta, tb) in [(false, false), (true, false), (false, true)] {
+            check(Case { m, k, n, ta, tb, tc: false, alpha: 1.0, beta: if ta { 1.0 } else { 0.0 } }, &mut rng);
+        }
+    }
+}
+
+#[test]
+fn the_best_path_is_one_this_cpu_can_run() {
+    assert!(SgemmPath::best().available());
+    assert!(SgemmPath::Portable.available());
+}

@@ -1,0 +1,122 @@
+//! A steady-state training step allocates nothing from the system: tensors come from the graph's pool,
+//! gradients of every op come back without a heap list, matrix products pack into per-thread buffers
+//! and the optimizer's state is made at its first step. A counting global allocator watches the heap
+//! of the whole process during steps W1 (the seed network) and W2 (an MNIST-sized MLP) of the
+//! benchmark workloads, at one thread and at two (the worker pool hands out jobs without allocating).
+
+use bp::nn::{Layer, Sequential};
+use bp::optim::{Optimizer, Sgd, SgdConfig};
+use bp::{DType, Graph, Tensor};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+struct Counting;
+
+/// Allocations by any thread of the process (the worker threads too) while counting is on. The file
+/// holds a single test, so nothing else runs meanwhile.
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+static ON: AtomicBool = AtomicBool::new(false);
+
+fn note() {
+    if ON.load(Ordering::Relaxed) {
+        COUNT.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        note();
+        // SAFETY: forwards the caller's layout unchanged to the system allocator.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        note();
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: `p` came from this allocator with layout `l`.
+        unsafe { System.realloc(p, l, new_size) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` came from this allocator with layout `l`.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made while `f` runs.
+fn allocations(f: impl FnOnce()) -> usize {
+    COUNT.store(0, Ordering::SeqCst);
+    ON.store(true, Ordering::SeqCst);
+    f();
+    ON.store(false, Ordering::SeqCst);
+    COUNT.load(Ordering::SeqCst)
+}
+
+struct Workload {
+    g: Graph,
+    net: Sequential,
+    opt: Sgd,
+    x: Tensor,
+    y: Tensor,
+}
+
+impl Workload {
+    fn step(&mut self) {
+        let g = &mut self.g;
+        self.opt.zero_grad(g).unwrap();
+        let z = self.net.forward(g, self.x).unwrap();
+        let loss = g.cross_entropy(z, self.y).unwrap();
+        g.backward(loss, None, false).unwrap();
+        self.opt.step(g).unwrap();
+        g.reset();
+    }
+}
+
+fn workload(seed: u64, batch: usize, dims: &[usize], classes: i64, hidden: Layer, bias_last_only: bool, momentum: f64) -> Workload {
+    let mut g = Graph::new();
+    g.manual_seed(seed);
+    let x = g.randn(&[batch, dims[0]], 0.0, 1.0, DType::F32).unwrap();
+    let y = g.randint(0, classes, &[batch]).unwrap();
+    g.set_persistent(x, true).unwrap();
+    g.set_persistent(y, true).unwrap();
+    let mut net = Sequential::new();
+    for (i, w) in dims.windows(2).enumerate() {
+        let last = i + 2 == dims.len();
+        net.push(Layer::linear(&mut g, w[0], w[1], last || !bias_last_only).unwrap());
+        if !last {
+            net.push(if i == 0 { Layer::Relu } else { hidden.clone() });
+        }
+    }
+    let opt = Sgd::new(&g, net.named_parameters(), SgdConfig { lr: 0.01, momentum, ..Default::default() }).unwrap();
+    Workload { g, net, opt, x, y }
+}
+
+fn check(name: &str, mut w: Workload, threads: usize) {
+    bp::set_num_threads(threads);
+    for _ in 0..3 {
+        w.step(); // fills the pool, the optimizer's state and the packing buffers
+    }
+    let n = allocations(|| {
+        for _ in 0..5 {
+            w.step();
+        }
+    });
+    assert_eq!(n, 0, "{name} at {threads} thread(s): {n} allocations in 5 steady-state steps");
+}
+
+#[test]
+fn steady_state_training_steps_allocate_nothing() {
+    // One test function: the thread count is global, so the cases must not run concurrently.
+    for threads in [1, 2] {
+        // W1: 20→13 ReLU →8 sigmoid →3, no bias but on the last layer, SGD.
+        check("W1", workload(212, 500, &[20, 13, 8, 3], 3, Layer::Sigmoid, true, 0.0), threads);
+        // W2: 784→512 ReLU →512 ReLU →10, SGD with momentum; large enough to use the worker pool.
+        check("W2", workload(0, 128, &[784, 512, 512, 10], 10, Layer::Relu, false, 0.9), threads);
+    }
+    bp::set_num_threads(1);
+}
