@@ -124,3 +124,30 @@ fn every_exported_function_is_called_from_c() {
     assert!(names >= 98, "only {} functions found in the header: the parsing above is broken", names);
     assert!(missing.is_empty(), "no C test calls: {:?}", missing);
 }
+
+#[test]
+fn every_name_the_header_exports_carries_the_bp_prefix() {
+    // cbindgen reads the whole crate: a `pub const` or `#[repr(C)]` type added anywhere would land in
+    // the C namespace unprefixed. Macros, functions and types must all be BP_* / bp_*.
+    let header = generate();
+    let mut bad = Vec::new();
+    for line in header.lines() {
+        let name = if let Some(rest) = line.strip_prefix("#define ") {
+            rest.split_whitespace().next()
+        } else if let Some(rest) = line.strip_prefix("typedef ").filter(|r| !r.ends_with('{')) {
+            rest.trim_end_matches(';').split_whitespace().last()
+        } else if let Some(rest) = line.strip_prefix("} ") {
+            Some(rest.trim().trim_end_matches(';')).filter(|n| !n.starts_with("//"))
+        } else if line.starts_with(|c: char| c.is_ascii_alphabetic()) && line.contains('(') && !line.starts_with("extern") {
+            line.split('(').next().and_then(|s| s.split_whitespace().last()).map(|s| s.trim_start_matches('*'))
+        } else {
+            None
+        };
+        if let Some(n) = name {
+            if !(n.starts_with("bp_") || n.starts_with("BP_")) {
+                bad.push(n.to_string());
+            }
+        }
+    }
+    assert!(bad.is_empty(), "unprefixed names in bp.h (exclude them in cbindgen.toml or make them pub(crate)): {bad:?}");
+}
