@@ -1,18 +1,31 @@
 // Package bp is the Go binding of backprop, a neural-network training runtime with PyTorch's autograd
 // semantics. It is built on the C API (include/bp.h) alone and links the static library through cgo.
 //
-// A Graph owns every tensor; a Tensor is a small value handle into it. Ops are Tensor methods that
-// return (Tensor, error); Must turns an error into a panic where that reads better:
+// A Graph owns every tensor; a Tensor is a small value handle into it. The training toolkit works as
+// PyTorch's: a Model (nn.Sequential) whose parameters live in a Graph, an Optimizer, a Loader over a
+// Dataset, and Graph.Reset after each step to drop the step's tensors (error checks elided):
 //
 //	g, err := bp.NewGraph()
-//	if err != nil { ... }
-//	defer g.Close()
-//	w := bp.Must(g.Rand(bp.Float32, -0.5, 0.5, 3, 4))
 //	...
-//	loss := bp.Must(bp.Must(x.Linear(w, bp.Tensor{})).CrossEntropy(y))
-//	if err := loss.Backward(); err != nil { ... }
-//	err = g.NoGrad(func() error { ... update parameters ... })
-//	g.Reset() // drops the step's intermediates, keeps persistent tensors
+//	defer g.Close()
+//	model, err := bp.NewModel()
+//	...
+//	err = model.AddLinear(g, "", 64, 10, true)
+//	opt, err := bp.NewAdam(g, model, 1e-3, bp.DefaultAdamOptions())
+//	for {
+//		batch, more, err := loader.Next(g, train)
+//		... if !more { break }
+//		err = opt.ZeroGrad()
+//		logits, err := model.Forward(batch.X)
+//		loss, err := logits.CrossEntropy(batch.Y)
+//		err = loss.Backward()
+//		err = opt.Step()
+//		err = g.Reset()
+//	}
+//
+// The engine is there too: ops are Tensor methods returning (Tensor, error) (x.MatMul(w), x.Relu(),
+// Backward, Grad, Graph.Grad for torch.autograd.grad, Graph.NoGrad); Must turns an error into a panic
+// where an error would be a bug.
 //
 // Lifetimes. Close a Graph when done (Close is safe to call twice); a finalizer frees a Graph that
 // was never closed, but only as a safety net: graphs hold native memory the Go collector does not see.
