@@ -30,9 +30,19 @@ const REUSE_DELAY: usize = 64;
 
 /// A graph: an arena of tensors and the record of the ops that made them. Opaque: C only holds
 /// pointers to it, made by `bp_graph_new` and released by `bp_graph_free`.
-// repr(C) pins `magic` at offset 0, so checking a forged pointer reads only its first 8 bytes.
 #[repr(C)]
 pub struct bp_graph {
+    // Never constructed: a `*mut bp_graph` points to a [`Shell`]. Keeping the exported type opaque
+    // leaves the shell's layout free to be `repr(C)` (see there) without cbindgen exporting it.
+    _opaque: [u8; 0],
+}
+
+/// What a `bp_graph*` points to. `repr(C)` keeps `magic` at offset 0, so the forgery check reads a
+/// pointer's first 8 bytes and nothing else. (With Rust's layout `magic` sat after the ~2.8 KB
+/// `Graph`, so checking a forged pointer read far past the memory it named; found by the
+/// `c_abi_calls` fuzz target under AddressSanitizer.)
+#[repr(C)]
+struct Shell {
     magic: u64,
     live: AtomicBool,
     busy: AtomicBool,
@@ -42,14 +52,14 @@ pub struct bp_graph {
 
 // SAFETY: the graph inside is only reached through `with_graph` (or `bp_graph_free`), which hold the
 // `busy` flag, so at most one thread touches it at a time; `Graph` itself is `Send`.
-unsafe impl Sync for bp_graph {}
+unsafe impl Sync for Shell {}
 
 /// Freed shells, oldest first (addresses; a `*mut` is not `Send`).
 static PARKED: Mutex<VecDeque<usize>> = Mutex::new(VecDeque::new());
 
 /// Clears the busy flag when a call ends, also when it ends by a panic (which poisons the graph:
 /// its invariants may be broken half-way).
-struct BusyGuard<'a>(&'a bp_graph);
+struct BusyGuard<'a>(&'a Shell);
 
 impl Drop for BusyGuard<'_> {
     fn drop(&mut self) {
@@ -65,20 +75,21 @@ fn lock_shell<'a>(g: *mut bp_graph) -> Result<BusyGuard<'a>> {
     if g.is_null() {
         return Err(error(ErrorKind::InvalidArgument, "the graph is NULL"));
     }
-    if (g as usize) % std::mem::align_of::<bp_graph>() != 0 {
+    let g = g as *const Shell;
+    if (g as usize) % std::mem::align_of::<Shell>() != 0 {
         return Err(error(ErrorKind::InvalidHandle, "the graph pointer is forged: it is not aligned like a bp_graph"));
     }
     // SAFETY: the C contract is that `g` came from bp_graph_new. Shells are never deallocated, so even
-    // after bp_graph_free this memory is a live shell; `magic` (offset 0, repr(C)) is written once before
-    // the pointer is handed out and never changed. Only those 8 bytes are read before the check, through
-    // a raw pointer: for a pointer that did not come from bp_graph_new this is the best-effort forgery
-    // check described in the module doc, and no reference to a whole bp_graph is formed yet.
-    let magic = unsafe { std::ptr::addr_of!((*g).magic).read_volatile() };
+    // after bp_graph_free this memory is a live shell; `magic` is written once before the pointer is
+    // handed out and never changed. For a pointer that did not come from bp_graph_new this 8-byte read
+    // at offset 0 (repr(C)) is the best-effort forgery check described in the module doc: it touches
+    // only the first 8 bytes the pointer names, and no reference to a shell exists before it passes.
+    let magic = unsafe { std::ptr::addr_of!((*g).magic).read() };
     if magic != MAGIC {
         return Err(error(ErrorKind::InvalidHandle, "the graph pointer is forged: it does not point to a bp_graph"));
     }
-    // SAFETY: the magic number says this is a shell, and shells live for the rest of the process.
-    let shell: &'a bp_graph = unsafe { &*g };
+    // SAFETY: the magic number marks memory written by `bp_graph_new` as a shell (see above).
+    let shell: &'a Shell = unsafe { &*g };
     if shell.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
         return Err(error(ErrorKind::InvalidArgument, "the graph is being used by another thread right now; a graph must be used by one thread at a time"));
     }
@@ -117,7 +128,7 @@ pub extern "C" fn bp_graph_new(graph_out: *mut *mut bp_graph) -> bp_status {
             if parked.len() > REUSE_DELAY { parked.pop_front() } else { None }
         };
         let fresh = || {
-            Box::into_raw(Box::new(bp_graph {
+            Box::into_raw(Box::new(Shell {
                 magic: MAGIC,
                 live: AtomicBool::new(true),
                 busy: AtomicBool::new(false),
@@ -128,7 +139,7 @@ pub extern "C" fn bp_graph_new(graph_out: *mut *mut bp_graph) -> bp_status {
         let shell: *mut bp_graph = match reused {
             Some(addr) => {
                 // SAFETY: parked addresses are shells made by `fresh` and never deallocated.
-                let parked: &bp_graph = unsafe { &*(addr as *const bp_graph) };
+                let parked: &Shell = unsafe { &*(addr as *const Shell) };
                 // A thread calling through a stale pointer may hold the flag for a moment; then this
                 // shell waits for another turn.
                 if parked.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
@@ -140,10 +151,10 @@ pub extern "C" fn bp_graph_new(graph_out: *mut *mut bp_graph) -> bp_status {
                     addr as *mut bp_graph
                 } else {
                     PARKED.lock().unwrap_or_else(|p| p.into_inner()).push_back(addr);
-                    fresh()
+                    fresh() as *mut bp_graph
                 }
             }
-            None => fresh(),
+            None => fresh() as *mut bp_graph,
         };
         out.write(shell);
         Ok(())
@@ -412,6 +423,27 @@ mod tests {
         assert_eq!(bp_graph_reset(h), BP_OK);
         assert_eq!(bp_graph_free(g), BP_OK, "a poisoned graph can still be freed");
         assert_eq!(bp_graph_free(h), BP_OK);
+    }
+
+    /// Regression (c_abi_calls fuzz target, AddressSanitizer): checking a forged pointer read the magic
+    /// number ~2.8 KB past it. Now only its first 8 bytes are read: a forged pointer to the last 8
+    /// readable bytes before an inaccessible page is rejected instead of faulting.
+    #[test]
+    fn a_forged_graph_pointer_is_checked_by_reading_its_first_8_bytes_only() {
+        const PAGE: usize = 4096;
+        // SAFETY: an anonymous private mapping of two pages, checked for failure; the second page is
+        // made inaccessible, the first is readable and writable and holds no shell.
+        let base = unsafe {
+            let p = libc::mmap(std::ptr::null_mut(), 2 * PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+            assert_ne!(p, libc::MAP_FAILED);
+            assert_eq!(libc::mprotect((p as *mut u8).add(PAGE) as *mut libc::c_void, PAGE, libc::PROT_NONE), 0);
+            p as *mut u8
+        };
+        let forged = base.wrapping_add(PAGE - 8) as *mut bp_graph;
+        assert_eq!(bp_graph_reset(forged), BP_ERR_INVALID_HANDLE);
+        assert_eq!(bp_graph_free(forged), BP_ERR_INVALID_HANDLE);
+        // SAFETY: unmapping the mapping made above; nothing refers to it any more.
+        unsafe { assert_eq!(libc::munmap(base as *mut libc::c_void, 2 * PAGE), 0) };
     }
 
     #[test]
