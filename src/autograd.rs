@@ -213,7 +213,10 @@ impl Graph {
         pending.clear();
         pending.resize(self.slot_count(), None);
         let prev = self.set_grad_enabled(create_graph);
+        // Anomaly mode checks every gradient tensor, so it keeps the unfused path.
+        self.fuse_grad_accumulation = !create_graph && !self.anomaly && matches!(sink, Sink::Accumulate);
         let r = self.sweep_inner(roots, seeds, retain_graph, create_graph, &mut sink, &mut pending);
+        self.fuse_grad_accumulation = false;
         self.grad_enabled = prev;
         pending.clear();
         self.sweep = pending;

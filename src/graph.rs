@@ -123,6 +123,9 @@ pub struct Graph {
     pub(crate) rng: Generator,
     /// Scratch for backward: the pending gradient of each slot (kept to reuse its allocation).
     pub(crate) sweep: Vec<Option<Tensor>>,
+    /// Set by a backward that accumulates into `.grad` without create_graph: matmul and linear then add
+    /// weight gradients straight into an existing `.grad` (gemm with beta = 1).
+    pub(crate) fuse_grad_accumulation: bool,
     /// Contiguous buffers shared by several tensors ([`Buf::View`]s point into them): flattened
     /// parameters and their gradients (src/flat.rs). A region lives as long as the graph; its bytes are
     /// counted once in `live_bytes`, its views count none.
@@ -154,6 +157,7 @@ impl Graph {
             memory_limit: usize::MAX,
             grad_enabled: true,
             anomaly: false,
+            fuse_grad_accumulation: false,
             rng: Generator::new(0),
             sweep: Vec::new(),
             regions: Vec::new(),
@@ -365,6 +369,38 @@ impl Graph {
             None => self.entry_mut(b)?.buf = held,
         }
         r
+    }
+
+    /// Runs `f` on the elements of `t`, mutably, while the rest of the graph stays readable: `t`'s
+    /// storage (its own buffer, or the whole region it is a view of) is taken out for the call and put
+    /// back after, and `t`'s version is bumped. Inside `f`, `t` and tensors viewing the same region read
+    /// as empty, so callers must not read them there.
+    pub(crate) fn with_storage_taken<T: Float, R>(&mut self, t: Tensor, f: impl FnOnce(&Graph, &mut [T]) -> R) -> Result<R> {
+        let dt = self.entry(t)?.buf.dtype();
+        let view = if let Buf::View(v) = self.entry(t)?.buf { Some(v) } else { None };
+        let (mut held, range) = match view {
+            Some(v) => (std::mem::replace(&mut self.regions[v.region as usize], Buf::empty(dt)), v.offset..v.offset + v.len),
+            None => {
+                let e = self.entry_mut(t)?;
+                let n = e.buf.len();
+                (std::mem::replace(&mut e.buf, Buf::empty(dt)), 0..n)
+            }
+        };
+        let r = match T::slice_mut(&mut held) {
+            Some(v) => Ok(f(self, &mut v[range])),
+            None => Err(err!(DType, "the tensor holds {}, not {}", dt.name(), T::DTYPE.name())),
+        };
+        match view {
+            Some(v) => self.regions[v.region as usize] = held,
+            None => self.entry_mut(t)?.buf = held,
+        }
+        self.entry_mut(t)?.version += 1;
+        r
+    }
+
+    /// The flat region `t` is a view of, if any.
+    pub(crate) fn region_of(&self, t: Tensor) -> Result<Option<u32>> {
+        Ok(if let Buf::View(v) = self.entry(t)?.buf { Some(v.region) } else { None })
     }
 
     /// Drops every step-scoped tensor and every recorded node at once; persistent tensors (parameters)
