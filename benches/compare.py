@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs our workloads and PyTorch's side by side, in one sitting, and prints the table of ratios.
 
-    python3 benches/compare.py [--threads 1,2] [--budget 3] [--md table.md]
+    python3 benches/compare.py [--threads 1,2] [--budget 3] [--md table.md] [--quick]
 
 For each thread count it runs PyTorch's baseline (../shared/bench/torch_baseline.py, or $BP_TORCH_BASELINE)
 and benches/torch_extra.py with the PyTorch interpreter ($BP_TORCH_PYTHON, default
@@ -86,6 +86,8 @@ def main():
     ap.add_argument("--budget", default="3")
     ap.add_argument("--md", default=None, help="also write the table (markdown) here")
     ap.add_argument("--skip-ours-build", action="store_true")
+    ap.add_argument("--quick", action="store_true",
+                    help="on both sides, neither wait for a quiet machine nor retry noisy measurements (a busy machine)")
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     torch_ok = have_torch()
@@ -99,13 +101,16 @@ def main():
         ours_json = os.path.join(out, f"ours_t{t}.json")
         if torch_ok:
             tj, ej = os.path.join(out, f"torch_t{t}.json"), os.path.join(out, f"torch_extra_t{t}.json")
-            run([TORCH_PY, BASELINE, "--threads", str(t), "--out", tj, "--budget", args.budget])
-            run([TORCH_PY, os.path.join(HERE, "torch_extra.py"), "--baseline", BASELINE, "--threads", str(t), "--out", ej, "--budget", args.budget])
+            q = ["--quick"] if args.quick else []
+            extra = [TORCH_PY, os.path.join(HERE, "torch_extra.py"), "--baseline", BASELINE, "--threads", str(t), "--budget", args.budget] + q
+            run(extra + ["--run-baseline", "--out", tj])
+            run(extra + ["--out", ej])
             torch = json.load(open(tj))
             torch.update({k: v for k, v in json.load(open(ej)).items() if isinstance(v, dict)})
         else:
             torch = {}
-        run(["cargo", "bench", "--bench", "workloads", "--", "--threads", str(t), "--out", ours_json, "--budget", args.budget], cwd=ROOT)
+        env = dict(os.environ, BP_BENCH_QUICK="1" if args.quick else "0")
+        run(["cargo", "bench", "--bench", "workloads", "--", "--threads", str(t), "--out", ours_json, "--budget", args.budget], cwd=ROOT, env=env)
         results[t] = (json.load(open(ours_json)), torch)
 
     # Peak memory of a process training W2 for 100 steps.

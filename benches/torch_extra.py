@@ -38,8 +38,20 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--budget", type=float, default=3.0)
     ap.add_argument("--train-w2", type=int, default=0)
+    ap.add_argument("--quick", action="store_true",
+                    help="neither wait for a quiet machine nor retry (as BP_BENCH_QUICK=1 does on our side)")
+    ap.add_argument("--run-baseline", action="store_true",
+                    help="run torch_baseline.py's own main (with --quick applied to it) instead of the extras")
     args = ap.parse_args()
     tb = load_baseline(args.baseline)
+    if args.quick:
+        tb.wait_for_quiet = lambda *a, **k: (0.0, 0.0)
+        full_bench = tb.bench
+        tb.bench = lambda fn, **kw: full_bench(fn, **{**kw, "tries": 1})
+    if args.run_baseline:
+        sys.argv = [args.baseline, "--threads", str(args.threads), "--budget", str(args.budget)] + (["--out", args.out] if args.out else [])
+        tb.main()
+        return
     import torch
     import torch.nn as nn
     torch.set_num_threads(args.threads)

@@ -177,6 +177,30 @@ fn main() {
     let out = arg("--out").unwrap_or_else(|| format!("ours_t{threads}.json"));
     let only = arg("--only").map(|s| s.split(',').map(str::to_string).collect());
     bp::set_num_threads(threads);
+    if let Some(w) = arg("--profile") {
+        // `--profile W1|W2|W3|D` runs 200 steps untimed, for a profiler (callgrind counts instructions,
+        // which a noisy machine does not disturb).
+        let mut g = Graph::new();
+        if w == "W4" {
+            let x0 = g.randn(&[16], 0.0, 1.0, DType::F32).unwrap();
+            g.set_requires_grad(x0, true).unwrap();
+            g.set_persistent(x0, true).unwrap();
+            for _ in 0..2000 {
+                g.zero_grad(x0).unwrap();
+                let s = w4_chain(&mut g, x0);
+                g.backward(s, None, false).unwrap();
+                g.reset();
+            }
+            return;
+        }
+        let (mut model, x, y) = match w.as_str() { "W1" => make_w1(&mut g), "W2" => make_w2(&mut g), "W3" => make_w3(&mut g), _ => make_d(&mut g) };
+        let loss: fn(&mut Graph, Tensor, Tensor) -> Tensor = if w == "W3" { mse } else { cross_entropy };
+        let steps = arg("--steps").and_then(|v| v.parse().ok()).unwrap_or(200);
+        for _ in 0..steps {
+            model.step(&mut g, x, y, loss);
+        }
+        return;
+    }
     if let Some(steps) = arg("--train-w2").and_then(|v| v.parse::<usize>().ok()) {
         // Peak memory of a process that trains W2 (compared with PyTorch's by compare.py).
         let mut g = Graph::new();

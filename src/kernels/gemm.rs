@@ -211,14 +211,14 @@ trait Micro {
     const MC: usize;
     /// Columns of a packed panel of B (a multiple of NR).
     const NC: usize;
-    /// C[..mr, ..nr] = alpha·(Ã·B̃) + beta·C over packed Ã (kc×MR) and B̃ (kc×nr_pack), where nr_pack is
-    /// NR, or NR/2 when `narrow`.
+    /// C[..mr, ..nr] = alpha·(A·B̃) + beta·C over an MR×kc tile of A read with strides (ars, acs) —
+    /// (1, MR) when packed — and a packed B̃ (kc×nr_pack), where nr_pack is NR, or NR/2 when `narrow`.
     ///
     /// # Safety
-    /// The CPU supports the kernel's features; `a` and `b` hold kc·MR and kc·nr_pack floats; C's
-    /// mr×nr view is valid for writes.
+    /// The CPU supports the kernel's features; A's MR×kc view is readable (all MR rows, even past mr);
+    /// `b` holds kc·nr_pack floats; C's mr×nr view is valid for writes.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile(narrow: bool, kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32);
+    unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -273,7 +273,7 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
         let (abuf, bbuf) = &mut *bufs;
         let nc_max = K::NC.min(n.div_ceil(K::NR) * K::NR);
         let mc_max = K::MC.min(m.div_ceil(K::MR) * K::MR);
-        let kc_max = K::KC.min(k);
+        let kc_max = k.div_ceil(k.div_ceil(K::KC));
         let ap = aligned(abuf, mc_max * kc_max);
         let bp = aligned(bbuf, nc_max * kc_max);
         // Narrow tiles when every column fits in half a wide tile (the 10-wide output layer).
@@ -281,27 +281,45 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
         let nr_pack = if narrow { K::NR / 2 } else { K::NR };
         for jc in (0..n).step_by(K::NC) {
             let nc = K::NC.min(n - jc);
-            for pc in (0..k).step_by(K::KC) {
-                let kc = K::KC.min(k - pc);
+            // k in equal blocks of at most KC (784 = 4 × 196, not 3 × 256 + 16): a thin last block
+            // would pay packing and tile edges for little work. The blocks depend on k alone, so
+            // every thread count and both kernels (same KC) sum in the same order.
+            let kstep = k.div_ceil(k.div_ceil(K::KC));
+            for pc in (0..k).step_by(kstep) {
+                let kc = kstep.min(k - pc);
                 let beta_pc = if pc == 0 { beta } else { 1.0 };
                 // SAFETY: the views were checked by sgemm_on; (pc, jc) lies inside B, and the packed
                 // panel (nc rounded up to nr_pack, times kc) fits the buffer sized above. Both of our
                 // paths require AVX2 (SgemmPath::available), checked by sgemm_on.
                 unsafe { pack_b(kc, nc, nr_pack, v.b.offset(pc as isize * v.rsb + jc as isize * v.csb), v.rsb, v.csb, bp) };
+                // A tile is read where it lies, unpacked, when few column panels reuse it (the narrow
+                // layers of small networks, where packing A would cost more than the product) and
+                // its rows or columns are contiguous. A partial last tile is always packed, because the
+                // kernel reads all MR rows.
+                let direct = nc.div_ceil(nr_pack) <= 2 && (v.csa == 1 || v.rsa == 1);
                 for ic in (0..m).step_by(K::MC) {
                     let mc = K::MC.min(m - ic);
-                    // SAFETY: as above, for A's block.
-                    unsafe { pack_a(mc, kc, K::MR, v.a.offset(ic as isize * v.rsa + pc as isize * v.csa), v.rsa, v.csa, ap) };
+                    let a_blk = ConstPtr(v.a).offset_by(ic as isize * v.rsa + pc as isize * v.csa);
+                    let full = if direct { mc / K::MR * K::MR } else { 0 };
+                    // SAFETY: as above, for A's block (or its partial last tile, at its packed place).
+                    unsafe { pack_a(mc - full, kc, K::MR, a_blk.offset_by(full as isize * v.rsa).0, v.rsa, v.csa, ap.add(full * kc)) };
                     for jr in (0..nc).step_by(nr_pack) {
                         let nr = nr_pack.min(nc - jr);
                         for ir in (0..mc).step_by(K::MR) {
                             let mr = K::MR.min(mc - ir);
-                            // SAFETY: the CPU supports K (checked by sgemm_on); the packed tiles hold
-                            // kc·MR and kc·nr_pack floats; C's mr×nr tile at (ic+ir, jc+jr) lies inside C.
+                            let (a_tile, ars, acs) = if ir < full {
+                                (a_blk.offset_by(ir as isize * v.rsa).0, v.rsa, v.csa)
+                            } else {
+                                // SAFETY: the packed block holds tile ir / MR at ir·kc.
+                                (unsafe { ap.add(ir * kc) } as *const f32, 1, K::MR as isize)
+                            };
+                            // SAFETY: the CPU supports K (checked by sgemm_on); an unpacked tile is a
+                            // full MR×kc view inside A, a packed one holds kc·MR floats; the packed B
+                            // tile holds kc·nr_pack floats; C's mr×nr tile at (ic+ir, jc+jr) lies inside C.
                             unsafe {
                                 K::tile(
                                     narrow, kc,
-                                    ap.add(ir * kc), bp.add(jr * kc),
+                                    a_tile, ars, acs, bp.add(jr * kc),
                                     v.c.offset((ic + ir) as isize * v.rsc + (jc + jr) as isize * v.csc), v.rsc, v.csc,
                                     mr, nr, alpha, beta_pc,
                                 )
@@ -312,6 +330,17 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
             }
         }
     })
+}
+
+/// A pointer into a checked view, moved without `unsafe` arithmetic (wrapping_offset is safe; every
+/// offset used stays inside the view, which the dereferences' SAFETY comments rely on).
+#[derive(Clone, Copy)]
+struct ConstPtr(*const f32);
+
+impl ConstPtr {
+    fn offset_by(self, d: isize) -> ConstPtr {
+        ConstPtr(self.0.wrapping_offset(d))
+    }
 }
 
 /// Packs an mc×kc block of A into row panels of `mr` rows: panel p holds, for each k, its mr values
@@ -397,12 +426,14 @@ mod x86 {
         const NR: usize = 32;
         const KC: usize = 256;
         const MC: usize = 144;
-        const NC: usize = 2048;
-        unsafe fn tile(narrow: bool, kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
-            if narrow {
-                tile_avx512::<1>(kc, a, b, c, rsc, csc, mr, nr, alpha, beta)
-            } else {
-                tile_avx512::<2>(kc, a, b, c, rsc, csc, mr, nr, alpha, beta)
+        const NC: usize = 1024;
+        unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+            // Monomorphised for the packed layout, whose strides are then constants.
+            match (narrow, ars == 1 && acs == Self::MR as isize) {
+                (true, true) => tile_avx512::<1, true>(kc, a, 1, Self::MR as isize, b, c, rsc, csc, mr, nr, alpha, beta),
+                (false, true) => tile_avx512::<2, true>(kc, a, 1, Self::MR as isize, b, c, rsc, csc, mr, nr, alpha, beta),
+                (true, false) => tile_avx512::<1, false>(kc, a, ars, acs, b, c, rsc, csc, mr, nr, alpha, beta),
+                (false, false) => tile_avx512::<2, false>(kc, a, ars, acs, b, c, rsc, csc, mr, nr, alpha, beta),
             }
         }
     }
@@ -413,11 +444,13 @@ mod x86 {
         const KC: usize = 256;
         const MC: usize = 72;
         const NC: usize = 2048;
-        unsafe fn tile(narrow: bool, kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
-            if narrow {
-                tile_avx2::<1>(kc, a, b, c, rsc, csc, mr, nr, alpha, beta)
-            } else {
-                tile_avx2::<2>(kc, a, b, c, rsc, csc, mr, nr, alpha, beta)
+        unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+            // Monomorphised for the packed layout, whose strides are then constants.
+            match (narrow, ars == 1 && acs == Self::MR as isize) {
+                (true, true) => tile_avx2::<1, true>(kc, a, 1, Self::MR as isize, b, c, rsc, csc, mr, nr, alpha, beta),
+                (false, true) => tile_avx2::<2, true>(kc, a, 1, Self::MR as isize, b, c, rsc, csc, mr, nr, alpha, beta),
+                (true, false) => tile_avx2::<1, false>(kc, a, ars, acs, b, c, rsc, csc, mr, nr, alpha, beta),
+                (false, false) => tile_avx2::<2, false>(kc, a, ars, acs, b, c, rsc, csc, mr, nr, alpha, beta),
             }
         }
     }
@@ -516,10 +549,18 @@ mod x86 {
 
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_avx512<const NV: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+    unsafe fn tile_avx512<const NV: usize, const PACKED: bool>(kc: usize, a: *const f32, ars: isize, acs: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
         const MR: usize = 12;
         let nrp = 16 * NV;
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        // Bring the C tile towards L1 while the k loop runs (a tile's rows are a matrix row apart).
+        if csc == 1 {
+            for i in 0..MR.min(mr) {
+                let row = c.offset(i as isize * rsc) as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(row);
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64 * NV - 4));
+            }
+        }
         let (mut a, mut b) = (a, b);
         for _ in 0..kc {
             let mut bv = [_mm512_setzero_ps(); NV];
@@ -527,12 +568,12 @@ mod x86 {
                 bv[v] = _mm512_load_ps(b.add(16 * v));
             }
             for i in 0..MR {
-                let ai = _mm512_set1_ps(*a.add(i));
+                let ai = _mm512_set1_ps(if PACKED { *a.add(i) } else { *a.offset(i as isize * ars) });
                 for v in 0..NV {
                     acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
                 }
             }
-            a = a.add(MR);
+            a = if PACKED { a.add(MR) } else { a.offset(acs) };
             b = b.add(nrp);
         }
         let alphav = _mm512_set1_ps(alpha);
@@ -570,7 +611,7 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_avx2<const NV: usize>(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+    unsafe fn tile_avx2<const NV: usize, const PACKED: bool>(kc: usize, a: *const f32, ars: isize, acs: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
         const MR: usize = 6;
         let nrp = 8 * NV;
         let mut acc = [[_mm256_setzero_ps(); NV]; MR];
@@ -581,12 +622,12 @@ mod x86 {
                 bv[v] = _mm256_loadu_ps(b.add(8 * v));
             }
             for i in 0..MR {
-                let ai = _mm256_broadcast_ss(&*a.add(i));
+                let ai = _mm256_set1_ps(if PACKED { *a.add(i) } else { *a.offset(i as isize * ars) });
                 for v in 0..NV {
                     acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
                 }
             }
-            a = a.add(MR);
+            a = if PACKED { a.add(MR) } else { a.offset(acs) };
             b = b.add(nrp);
         }
         for i in 0..MR {

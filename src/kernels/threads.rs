@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 
 /// The most threads the library will use, whatever is asked.
-pub const MAX_THREADS: usize = 64;
+pub(crate) const MAX_THREADS: usize = 64;
 
 /// Sets how many threads large kernels may use (1 = only the calling thread; clamped to 1..=64).
 pub fn set_num_threads(n: usize) {

@@ -199,7 +199,11 @@ impl Graph {
         let shape = e.shape;
         float_dispatch!(e.buf.dtype(), T => {
             let mut out = self.alloc::<T>(shape.numel())?;
-            map_into(self.data::<T>(x)?, &mut out, u);
+            // float32 sigmoid runs vectorised (libm's expf per element was a fifth of the seed step).
+            match (&self.entry(x)?.buf, (&mut out as &mut dyn std::any::Any).downcast_mut::<Vec<f32>>()) {
+                (crate::dtype::Buf::F32(x32), Some(o32)) if u == Unary::Sigmoid => crate::kernels::math::sigmoid_f32(x32, o32),
+                _ => map_into(self.data::<T>(x)?, &mut out, u),
+            }
             self.record(Op::Unary(u, x), shape, T::wrap(out))
         })
     }
@@ -233,6 +237,11 @@ impl Graph {
 
     pub(crate) fn unary_backward(&mut self, u: Unary, x: Tensor, out: Tensor, g: Tensor) -> Result<Option<Tensor>> {
         let dt = self.dtype(x)?;
+        if !self.grad_enabled && matches!(u, Unary::Relu | Unary::Sigmoid | Unary::Tanh) {
+            // Not recorded (no create_graph): one fused pass instead of two to four graph ops, with
+            // the same arithmetic in the same order, so the result is bit-identical.
+            return float_dispatch!(dt, T => self.unary_backward_fused::<T>(u, out, g).map(Some));
+        }
         let gx = match u {
             Unary::Neg => self.neg(g)?,
             Unary::Exp => self.mul(g, out)?,
@@ -279,6 +288,27 @@ impl Graph {
             Unary::MulScalar(c) => self.mul_scalar(g, c)?,
         };
         Ok(Some(gx))
+    }
+
+    /// The gradient of relu, sigmoid or tanh from their output in one pass, as a leaf.
+    fn unary_backward_fused<T: Float>(&mut self, u: Unary, out: Tensor, g: Tensor) -> Result<Tensor> {
+        let shape = self.shape(out)?;
+        if self.shape(g)? != shape {
+            bail!(ShapeMismatch, "{} backward: gradient shape {:?} differs from {:?}", u.kind().name(), self.shape(g)?, shape);
+        }
+        let mut d = self.alloc::<T>(shape.numel())?;
+        let (ys, gs) = (self.data::<T>(out)?, self.data::<T>(g)?);
+        let each = |f: &dyn Fn(T, T) -> T, d: &mut [T]| {
+            for ((o, &y), &gv) in d.iter_mut().zip(ys).zip(gs) {
+                *o = f(y, gv);
+            }
+        };
+        match u {
+            Unary::Relu => each(&|y, gv| gv * if y > T::ZERO { T::ONE } else { T::ZERO }, &mut d),
+            Unary::Sigmoid => each(&|y, gv| gv * (y * (-y + T::ONE)), &mut d),
+            _ => each(&|y, gv| gv * (-(y * y) + T::ONE), &mut d),
+        }
+        Ok(self.insert(shape, T::wrap(d), None, false))
     }
 
     /// g · gelu'(x), recorded as its own op so that it can be differentiated again.

@@ -61,17 +61,20 @@ impl Optimizer for Sgd {
                     buffers[0].reserve_exact(w.len());
                     buffers[0].resize(w.len(), 0.0);
                 }
-                for i in 0..w.len() {
-                    let mut d = grad[i];
-                    if wd != 0.0 {
-                        d += wd * w[i];
+                // Zipped iterators (no bounds checks) with the branches outside the loops, so that
+                // the loops vectorise: the indexed form was a third of an MLP training step (W2).
+                // The arithmetic per element is unchanged.
+                match buffers.first_mut() {
+                    None if wd == 0.0 => w.iter_mut().zip(grad).for_each(|(w, &d)| *w += neg_lr * d),
+                    None => w.iter_mut().zip(grad).for_each(|(w, &d)| *w += neg_lr * (d + wd * *w)),
+                    Some(buf) => {
+                        let nesterov = c.nesterov;
+                        for ((w, &g0), b) in w.iter_mut().zip(grad).zip(buf.iter_mut()) {
+                            let d = if wd != 0.0 { g0 + wd * *w } else { g0 };
+                            *b = if first { d } else { *b * mom + damp * d };
+                            *w += neg_lr * if nesterov { d + mom * *b } else { *b };
+                        }
                     }
-                    if mom != 0.0 {
-                        let b = &mut buffers[0][i];
-                        *b = if first { d } else { *b * mom + damp * d };
-                        d = if c.nesterov { d + mom * *b } else { *b };
-                    }
-                    w[i] += neg_lr * d;
                 }
             })?;
             if done {
