@@ -11,6 +11,7 @@ include(CMakePackageConfigHelpers)
 set(BP_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/bp")
 
 install(FILES "${BP_INCLUDE_DIR}/bp.h" DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+install(FILES "${PROJECT_SOURCE_DIR}/bindings/cpp/include/bp.hpp" DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
 install(FILES "${BP_STATIC_LIB}" "${BP_SHARED_LIB}"
               "${BP_STAGE_DIR}/lib/${BP_SONAME}" "${BP_STAGE_DIR}/lib/libbp.so"
         DESTINATION "${CMAKE_INSTALL_LIBDIR}")

@@ -1,14 +1,20 @@
 # Test registration shared by every language.
 #
-#   bp_add_c_program(<name> SOURCES <files...> [SHARED] [CXX])
-#       An executable built with -Wall -Wextra -Werror (and -pedantic), linked to libbp (static unless
-#       SHARED), with tests/c/ on its include path for the test helpers.
-#   bp_add_test(NAME <name> COMMAND <cmd...> LABELS <labels...> [MEMCHECK] [WORKING_DIRECTORY <dir>])
+#   bp_add_program(<name> SOURCES <files...> [SHARED])
+#       A C (C99) or C++ (C++11) executable built with -Wall -Wextra -Werror -pedantic, linked to libbp
+#       (static unless SHARED), with tests/c/ on its include path for the test helpers.
+#   bp_add_test(NAME <name> COMMAND <cmd...> LABELS <labels...> [MEMCHECK] [WORKING_DIRECTORY <dir>]
+#               [ENVIRONMENT <VAR=value...>])
 #       Registers a ctest test. With MEMCHECK (and valgrind found) the same command is registered again
 #       as memcheck.<name>, run under valgrind memcheck, failing on any error or definite/indirect leak,
 #       with the extra label "memcheck".
 #
-# Labels in use: c, cpp, go, example, install, memcheck. `ctest -L c` runs the C tests,
+# For bindings that build on their own (Go with cgo): BP_INCLUDE_DIR is the header's directory,
+# BP_STAGE_DIR/lib holds libbp.a and libbp.so*, and the target bp_cargo builds them; e.g.
+#   bp_add_test(NAME go.bp COMMAND go test ./... LABELS go WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/go
+#               ENVIRONMENT "CGO_CFLAGS=-I${BP_INCLUDE_DIR}" "CGO_LDFLAGS=${BP_STAGE_DIR}/lib/libbp.a -lm -ldl -lpthread")
+#
+# Labels in use: c, cpp, go, example, install, memcheck, mpi. `ctest -L c` runs the C tests,
 # `ctest -LE memcheck` everything but the valgrind pass.
 
 find_program(BP_VALGRIND valgrind)
@@ -23,7 +29,7 @@ endif()
 
 set(BP_C_WARNINGS -Wall -Wextra -Werror -pedantic)
 
-function(bp_add_c_program name)
+function(bp_add_program name)
   cmake_parse_arguments(P "SHARED" "" "SOURCES" ${ARGN})
   add_executable(${name} ${P_SOURCES})
   target_compile_options(${name} PRIVATE ${BP_C_WARNINGS})
@@ -38,12 +44,15 @@ function(bp_add_c_program name)
 endfunction()
 
 function(bp_add_test)
-  cmake_parse_arguments(T "MEMCHECK" "NAME;WORKING_DIRECTORY" "COMMAND;LABELS" ${ARGN})
+  cmake_parse_arguments(T "MEMCHECK" "NAME;WORKING_DIRECTORY" "COMMAND;LABELS;ENVIRONMENT" ${ARGN})
   if(NOT T_WORKING_DIRECTORY)
     set(T_WORKING_DIRECTORY "${CMAKE_CURRENT_BINARY_DIR}")
   endif()
   add_test(NAME ${T_NAME} COMMAND ${T_COMMAND} WORKING_DIRECTORY "${T_WORKING_DIRECTORY}")
   set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}")
+  if(T_ENVIRONMENT)
+    set_tests_properties(${T_NAME} PROPERTIES ENVIRONMENT "${T_ENVIRONMENT}")
+  endif()
   if(T_MEMCHECK AND BP_MEMCHECK AND BP_VALGRIND)
     list(GET T_COMMAND 0 exe)
     list(REMOVE_AT T_COMMAND 0)
@@ -57,6 +66,9 @@ function(bp_add_test)
               ${exe} ${T_COMMAND}
       WORKING_DIRECTORY "${T_WORKING_DIRECTORY}")
     set_tests_properties(memcheck.${T_NAME} PROPERTIES LABELS "memcheck;${T_LABELS}")
+    if(T_ENVIRONMENT)
+      set_tests_properties(memcheck.${T_NAME} PROPERTIES ENVIRONMENT "${T_ENVIRONMENT}")
+    endif()
   endif()
 endfunction()
 

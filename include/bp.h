@@ -53,15 +53,60 @@
 typedef struct bp_graph bp_graph;
 
 /**
+ * The number of `uint32_t` words in a saved random-generator state.
+ */
+#define BP_GENERATOR_STATE_WORDS 630
+
+/**
+ * Data-parallel training state of one model on one rank (opaque): the flat parameter group and the
+ * host's collective. Made by `bp_data_parallel_new`, released by `bp_data_parallel_free`; a use after
+ * free is detected as for every toolkit object.
+ */
+typedef struct bp_data_parallel bp_data_parallel;
+
+/**
+ * A data set held in memory: `len` rows of `dim` float32 features, each with an int64 class label.
+ * Opaque: made by `bp_dataset_new`, `bp_dataset_load_csv` or `bp_dataset_split`, released by
+ * `bp_dataset_free`.
+ */
+typedef struct bp_dataset bp_dataset;
+
+/**
+ * A mini-batch iterator over a data set's rows: each epoch's order is PyTorch's
+ * `torch.randperm(n, generator=torch.Generator().manual_seed(seed))` sequence. Opaque: made by
+ * `bp_loader_new`, released by `bp_loader_free`.
+ */
+typedef struct bp_loader bp_loader;
+
+/**
+ * A model: layers applied in order, as PyTorch's `nn.Sequential`. Its parameters live in the graph
+ * given when each layer was added (they are persistent tensors of that graph). Opaque: made by
+ * `bp_model_new`, released by `bp_model_free`. Use it from one thread at a time.
+ */
+typedef struct bp_model bp_model;
+
+/**
+ * An optimizer over a model's parameters (SGD, Adam, AdamW or RMSprop). Opaque: made by a
+ * `bp_optimizer_new_*` function, released by `bp_optimizer_free`. Use it from one thread at a time.
+ */
+typedef struct bp_optimizer bp_optimizer;
+
+/**
+ * A learning-rate schedule attached to an optimizer. Opaque: made by a `bp_schedule_new_*`
+ * function, released by `bp_schedule_free`.
+ */
+typedef struct bp_schedule bp_schedule;
+
+/**
  * The result of every fallible call: `BP_OK` (0) or one of the `BP_ERR_*` codes. The numbers are
  * pinned forever and never reused.
  */
 typedef int32_t bp_status;
 
 /**
- * A handle to a tensor in a [`Graph`]. Copy it freely: it is three integers, not a pointer.
- * A handle whose tensor was freed, or that names another graph, is rejected with
- * [`ErrorKind::InvalidHandle`](crate::ErrorKind::InvalidHandle).
+ * A handle to a tensor in a graph (`bp::Graph`; `bp_tensor` in C). Copy it freely: it is three
+ * integers, not a pointer; all zeros is the null handle. A handle whose tensor was freed, or that names
+ * another graph, is rejected with `ErrorKind::InvalidHandle` (`BP_ERR_INVALID_HANDLE` in C).
  */
 typedef struct {
   /**
@@ -79,9 +124,84 @@ typedef struct {
 } bp_tensor;
 
 /**
+ * A collective callback: all-reduce (replace `buf[0..len]` on every rank with the elementwise sum over
+ * the ranks) or broadcast (replace it with rank 0's), in place. Returns 0 on success; any other value
+ * is a failure (a dead peer, a timeout), which makes the calling bp_ function fail with
+ * `BP_ERR_COLLECTIVE`. It must not block forever: give up after a timeout and return an error.
+ *
+ * Ownership: `buf` is lent to the callback for the call only; it must not keep the pointer.
+ */
+typedef int32_t (*bp_collective_fn)(void *user,
+                                    float *buf,
+                                    size_t len);
+
+/**
+ * The collective transport of data-parallel training, given by the host. The runtime calls
+ * `broadcast` once at startup (and at each `bp_data_parallel_sync_parameters`) and `all_reduce` once
+ * per step, on the whole flat buffer, then divides the summed gradients by `world_size` itself (so
+ * the callback must sum, not average). `user` is passed back to every call untouched. Every rank must
+ * make the same calls in the same order. With `world_size` 1 both callbacks may be NULL. The callbacks
+ * run on the thread that calls the bp_data_parallel function (which may differ from call to call).
+ */
+typedef struct {
+  /**
+   * Passed to every callback; the library never reads it.
+   */
+  void *user;
+  /**
+   * This process's rank, 0 ≤ rank < world_size.
+   */
+  int32_t rank;
+  /**
+   * The number of ranks, at least 1.
+   */
+  int32_t world_size;
+  /**
+   * Sums `buf` over the ranks, in place.
+   */
+  bp_collective_fn all_reduce;
+  /**
+   * Copies rank 0's `buf` to every rank, in place.
+   */
+  bp_collective_fn broadcast;
+} bp_collective;
+
+/**
+ * Time and bytes spent in collectives by one rank (`bp_data_parallel_stats`).
+ */
+typedef struct {
+  /**
+   * All-reduce calls made.
+   */
+  uint64_t all_reduces;
+  /**
+   * Seconds spent inside the all-reduce callback (including waiting for slower ranks).
+   */
+  double all_reduce_seconds;
+  /**
+   * Bytes handed to the all-reduce callback in total.
+   */
+  uint64_t all_reduce_bytes;
+  /**
+   * Seconds spent inside the broadcast callback.
+   */
+  double broadcast_seconds;
+} bp_comm_stats;
+
+/**
+ * A layer without parameters, passed as a plain integer: one of `BP_LAYER_*`.
+ */
+typedef int32_t bp_layer;
+
+/**
  * How a loss reduces its per-element values, passed as a plain integer: one of `BP_REDUCTION_*`.
  */
 typedef int32_t bp_reduction;
+
+/**
+ * A non-linearity for initialisation gains, passed as a plain integer: one of `BP_NONLINEARITY_*`.
+ */
+typedef int32_t bp_nonlinearity;
 
 /**
  * An element type, passed as a plain integer: one of `BP_DTYPE_*`.
@@ -150,6 +270,12 @@ typedef int32_t bp_dtype;
 #define BP_ERR_UNSUPPORTED 11
 
 /**
+ * A collective operation (all-reduce, broadcast) of data-parallel training failed: a callback returned
+ * an error, a peer rank died, or a timeout expired.
+ */
+#define BP_ERR_COLLECTIVE 12
+
+/**
  * IEEE float32, the training type.
  */
 #define BP_DTYPE_F32 0
@@ -178,6 +304,66 @@ typedef int32_t bp_dtype;
  * The sum.
  */
 #define BP_REDUCTION_SUM 2
+
+/**
+ * max(x, 0)
+ */
+#define BP_LAYER_RELU 0
+
+/**
+ * Leaky ReLU; its parameter is the negative slope (PyTorch's default 0.01).
+ */
+#define BP_LAYER_LEAKY_RELU 1
+
+/**
+ * The logistic sigmoid.
+ */
+#define BP_LAYER_SIGMOID 2
+
+/**
+ * tanh
+ */
+#define BP_LAYER_TANH 3
+
+/**
+ * GELU (exact form).
+ */
+#define BP_LAYER_GELU 4
+
+/**
+ * Dropout; its parameter is the probability of zeroing an element (training mode only).
+ */
+#define BP_LAYER_DROPOUT 5
+
+/**
+ * Flattens every dimension after the first.
+ */
+#define BP_LAYER_FLATTEN 6
+
+/**
+ * Linear / identity (gain 1).
+ */
+#define BP_NONLINEARITY_LINEAR 0
+
+/**
+ * Sigmoid (gain 1).
+ */
+#define BP_NONLINEARITY_SIGMOID 1
+
+/**
+ * tanh (gain 5/3).
+ */
+#define BP_NONLINEARITY_TANH 2
+
+/**
+ * ReLU (gain √2).
+ */
+#define BP_NONLINEARITY_RELU 3
+
+/**
+ * Leaky ReLU with the slope given beside it (gain √(2 / (1 + slope²))).
+ */
+#define BP_NONLINEARITY_LEAKY_RELU 4
 
 #ifdef __cplusplus
 extern "C" {
@@ -264,9 +450,10 @@ bp_status bp_grad(bp_graph *graph,
 
 /**
  * Drops the tensor's gradient (PyTorch's `zero_grad(set_to_none=True)`); the next backward starts
- * from scratch.
+ * from scratch. A parameter of a `bp_data_parallel` keeps its gradient, a view of the flat gradient
+ * buffer: it is zeroed in place instead (`set_to_none=False`).
  *
- * Ownership: the old gradient handle becomes stale.
+ * Ownership: the old gradient handle becomes stale (except a flat gradient's, which stays valid).
  */
 bp_status bp_zero_grad(bp_graph *graph,
                        bp_tensor tensor);
@@ -329,6 +516,266 @@ const char *bp_status_name(bp_status status);
  * Ownership: nothing to own.
  */
 bp_status bp_debug_trigger_panic(void);
+
+/**
+ * Makes a data set from copies of `features[0..features_len]` (row-major, `rows` × `dim`) and
+ * `labels[0..rows]`.
+ *
+ * Ownership: the caller owns `*dataset_out` and releases it with `bp_dataset_free`; the buffers are
+ * only read during the call.
+ */
+bp_status bp_dataset_new(const float *features,
+                         size_t features_len,
+                         const int64_t *labels,
+                         size_t rows,
+                         size_t dim,
+                         bp_dataset **dataset_out);
+
+/**
+ * Reads a numeric CSV file (comma-separated, UTF-8): every column is a float32 feature except the
+ * label column `label_column` (negative counts from the end: -1 is the last), which must hold
+ * non-negative integers; `has_header` skips the first line. A ragged row, a field that is not a
+ * finite number or a label that is not a non-negative integer fails with `BP_ERR_FORMAT`, the message
+ * naming the file, line and column; a file that cannot be read fails with `BP_ERR_IO`.
+ *
+ * Ownership: as `bp_dataset_new`; `path` is only read during the call.
+ */
+bp_status bp_dataset_load_csv(const char *path,
+                              int64_t label_column,
+                              bool has_header,
+                              bp_dataset **dataset_out);
+
+/**
+ * Frees a data set. NULL does nothing; freeing twice returns `BP_ERR_INVALID_HANDLE`.
+ *
+ * Ownership: afterwards the pointer must not be used (a use is detected).
+ */
+bp_status bp_dataset_free(bp_dataset *dataset);
+
+/**
+ * Writes the number of rows to `*rows_out` and of features per row to `*dim_out` (either may be NULL).
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_dataset_size(bp_dataset *dataset,
+                          size_t *rows_out,
+                          size_t *dim_out);
+
+/**
+ * Splits a data set into two new ones: the rows not listed in `test_rows[0..n]` (train) and the rows
+ * listed (test), each in the original order. A row listed twice or out of range is an error.
+ *
+ * Ownership: the caller owns `*train_out` and `*test_out` (release each with `bp_dataset_free`); the
+ * original is unchanged.
+ */
+bp_status bp_dataset_split(bp_dataset *dataset,
+                           const size_t *test_rows,
+                           size_t n,
+                           bp_dataset **train_out,
+                           bp_dataset **test_out);
+
+/**
+ * Writes each column's mean and population standard deviation (computed in double precision) to
+ * `mean[0..dim]` and `std[0..dim]`; `dim` must equal the data set's.
+ *
+ * Ownership: the caller owns both buffers.
+ */
+bp_status bp_dataset_column_stats(bp_dataset *dataset,
+                                  double *mean,
+                                  double *std,
+                                  size_t dim);
+
+/**
+ * Standardises every column in place as (x − mean) / std; a column whose std is 0 is only centred.
+ * Use the training set's statistics for every split.
+ *
+ * Ownership: the buffers are only read during the call.
+ */
+bp_status bp_dataset_standardize(bp_dataset *dataset,
+                                 const double *mean,
+                                 const double *std,
+                                 size_t dim);
+
+/**
+ * The whole data set as graph tensors: features `[rows, dim]` float32 to `*x_out`, labels `[rows]`
+ * int64 to `*y_out`.
+ *
+ * Ownership: the graph owns both tensors (step-scoped unless made persistent).
+ */
+bp_status bp_dataset_to_tensors(bp_dataset *dataset,
+                                bp_graph *graph,
+                                bp_tensor *x_out,
+                                bp_tensor *y_out);
+
+/**
+ * Makes a loader over `rows` rows in batches of `batch_size`, reshuffling every epoch when `shuffle`
+ * (with a generator seeded by `seed`); the last partial batch is kept (see `bp_loader_set_drop_last`).
+ *
+ * Ownership: the caller owns `*loader_out` and releases it with `bp_loader_free`.
+ */
+bp_status bp_loader_new(size_t rows,
+                        size_t batch_size,
+                        bool shuffle,
+                        uint64_t seed,
+                        bp_loader **loader_out);
+
+/**
+ * Frees a loader. NULL does nothing; freeing twice returns `BP_ERR_INVALID_HANDLE`.
+ *
+ * Ownership: afterwards the pointer must not be used (a use is detected).
+ */
+bp_status bp_loader_free(bp_loader *loader);
+
+/**
+ * Drops (or keeps) the last batch of each epoch when it is smaller than the batch size.
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_loader_set_drop_last(bp_loader *loader,
+                                  bool drop_last);
+
+/**
+ * Starts an epoch: draws a new order (when shuffling) and rewinds.
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_loader_start_epoch(bp_loader *loader);
+
+/**
+ * The next batch of the current epoch: writes `true` to `*has_batch_out` and the batch's features
+ * `[B, dim]` (float32) and labels `[B]` (int64) to `*x_out` and `*y_out`; at the end of the epoch
+ * writes `false` and leaves `*x_out` and `*y_out` untouched. The data set must have as many rows as
+ * the loader was made for.
+ *
+ * Ownership: the graph owns the batch tensors (step-scoped: `bp_graph_reset` drops them).
+ */
+bp_status bp_loader_next_batch(bp_loader *loader,
+                               bp_graph *graph,
+                               bp_dataset *dataset,
+                               bp_tensor *x_out,
+                               bp_tensor *y_out,
+                               bool *has_batch_out);
+
+/**
+ * Writes the number of batches per epoch to `*batches_out`.
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_loader_batches_per_epoch(bp_loader *loader,
+                                      size_t *batches_out);
+
+/**
+ * Starts data-parallel training of the model whose parameters are `params[0..n_params]` (persistent
+ * float32 leaves that require grad, the same on every rank in the same order): flattens them into one
+ * contiguous buffer, gives each a `.grad` that is a view of a second one (from then on zero_grad
+ * zeroes it in place), and broadcasts the values from rank 0 through `collective->broadcast` (the
+ * startup synchronisation: every rank must call this). `*collective` is copied.
+ *
+ * When the broadcast fails (`BP_ERR_COLLECTIVE`) the parameters are already flat; the job should stop.
+ *
+ * Ownership: on success the caller owns `*dp_out` and releases it with `bp_data_parallel_free`;
+ * `collective->user` must stay valid until then. The graph must outlive it.
+ */
+bp_status bp_data_parallel_new(bp_graph *graph,
+                               const bp_tensor *params,
+                               size_t n_params,
+                               const bp_collective *collective,
+                               bp_data_parallel **dp_out);
+
+/**
+ * Releases a data-parallel state; NULL does nothing; freeing twice returns `BP_ERR_INVALID_HANDLE`.
+ * The parameters stay flat (and keep working).
+ *
+ * Ownership: afterwards the pointer must not be used (a use is detected).
+ */
+bp_status bp_data_parallel_free(bp_data_parallel *dp);
+
+/**
+ * Backward from the scalar `loss` (gradients accumulate into the flat gradient buffer), then one
+ * all-reduce of that buffer and a division by the world size: every rank holds the mean gradient.
+ * A failed callback returns `BP_ERR_COLLECTIVE` (the gradients are then garbage).
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_data_parallel_backward(bp_graph *graph,
+                                    bp_data_parallel *dp,
+                                    bp_tensor loss);
+
+/**
+ * The all-reduce and averaging of `bp_data_parallel_backward` alone, for a host that ran backward
+ * itself (e.g. several backwards to accumulate gradients before one reduction).
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_data_parallel_average_gradients(bp_graph *graph,
+                                             bp_data_parallel *dp);
+
+/**
+ * Broadcasts the parameters from rank 0 again (e.g. after rank 0 alone loaded a checkpoint).
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_data_parallel_sync_parameters(bp_graph *graph,
+                                           bp_data_parallel *dp);
+
+/**
+ * The flat parameter buffer: `*data_out` points to `*len_out` floats, every parameter's values one
+ * after the other in the order given to `bp_data_parallel_new`. The host may read and write it (an
+ * optimizer step, loading a checkpoint); this call counts as an in-place write to every parameter
+ * (their versions move): call it after backward, not between a forward and its backward (that
+ * backward would fail with `BP_ERR_AUTOGRAD`, its saved parameters having been modified).
+ *
+ * Ownership: the buffer belongs to the graph. The pointer stays valid until the next call that may
+ * change the graph (any bp_ call taking it); the library never reallocates the buffer, but do not
+ * rely on that beyond this contract.
+ */
+bp_status bp_data_parallel_parameters(bp_graph *graph,
+                                      bp_data_parallel *dp,
+                                      float **data_out,
+                                      size_t *len_out);
+
+/**
+ * The flat gradient buffer, laid out as the parameters (see `bp_data_parallel_parameters`; the same
+ * validity rule). After `bp_data_parallel_backward` it holds the mean gradient over the ranks.
+ *
+ * Ownership: as `bp_data_parallel_parameters`.
+ */
+bp_status bp_data_parallel_gradients(bp_graph *graph,
+                                     bp_data_parallel *dp,
+                                     float **data_out,
+                                     size_t *len_out);
+
+/**
+ * Writes the time and bytes this rank spent in collectives so far.
+ *
+ * Ownership: the caller owns `*stats_out`.
+ */
+bp_status bp_data_parallel_stats(bp_data_parallel *dp,
+                                 bp_comm_stats *stats_out);
+
+/**
+ * Makes the loader hand out only rank `rank`'s share of every epoch, out of `world_size` ranks, as
+ * PyTorch's DistributedSampler: every rank draws the same seeded permutation of all rows (so every
+ * rank must make its loader with the same rows, batch size, shuffling and seed) and takes positions
+ * rank, rank + N, rank + 2N, … of it, padded with its own beginning to a multiple of N. Every rank gets
+ * ⌈rows / N⌉ rows and the same number of batches per epoch, no row is dropped (when N does not divide
+ * the rows, a few are seen twice in that epoch), and the union of the ranks' k-th batches of B rows is
+ * the k-th batch of N·B rows of one process. A checkpoint of the loader is the same on every rank.
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_loader_shard(bp_loader *loader,
+                          int32_t rank,
+                          int32_t world_size);
+
+/**
+ * Writes the number of epochs the loader has started (restored by `bp_checkpoint_load`), so that a
+ * resumed job knows where it stands.
+ *
+ * Ownership: the caller owns `*epochs_out`.
+ */
+bp_status bp_loader_epoch(bp_loader *loader,
+                          uint64_t *epochs_out);
 
 /**
  * Makes a new, empty graph: no memory limit, gradient recording on, random generator seeded with 0.
@@ -411,6 +858,29 @@ bp_status bp_graph_manual_seed(bp_graph *graph,
                                uint64_t seed);
 
 /**
+ * Copies the whole state of the graph's random generator (seed, position, cached normal sample and
+ * the 624 Mersenne Twister words) into `words_out[0..len]`; `len` must be `BP_GENERATOR_STATE_WORDS`.
+ * Restoring it with `bp_graph_set_generator_state` makes the generator continue exactly from here
+ * (for checkpoints that resume bit for bit).
+ *
+ * Ownership: the caller owns `words_out`; the library keeps no pointer to it.
+ */
+bp_status bp_graph_get_generator_state(bp_graph *graph,
+                                       uint32_t *words_out,
+                                       size_t len);
+
+/**
+ * Replaces the graph's random generator with a state saved by `bp_graph_get_generator_state`
+ * (`len` must be `BP_GENERATOR_STATE_WORDS`). Malformed words fail with `BP_ERR_FORMAT` and leave the
+ * generator unchanged.
+ *
+ * Ownership: `words` is only read during the call.
+ */
+bp_status bp_graph_set_generator_state(bp_graph *graph,
+                                       const uint32_t *words,
+                                       size_t len);
+
+/**
  * Turns gradient recording on or off (off is PyTorch's `torch.no_grad()`): with it off, ops record
  * nothing and their results do not require grad. Writes the previous setting to `*previous_out` when
  * it is not NULL, so that a caller can restore it.
@@ -452,6 +922,481 @@ bp_status bp_graph_to_dot(bp_graph *graph,
                           char *buf,
                           size_t capacity,
                           size_t *size_out);
+
+/**
+ * Saves the training state to `path` atomically (temporary file, fsync, rename): the model's
+ * parameters by state_dict name, the graph's generator, and — each when not NULL — the optimizer's
+ * state (moments, step counts, learning rate), the schedule's position and the loader's generator,
+ * order and position. Resuming from it with `bp_checkpoint_load` gives bit-identical results to never
+ * having stopped. A file that cannot be written fails with `BP_ERR_IO`.
+ *
+ * Ownership: nothing to own; every argument is only read during the call.
+ */
+bp_status bp_checkpoint_save(const char *path,
+                             bp_graph *graph,
+                             bp_model *model,
+                             bp_optimizer *optimizer,
+                             bp_schedule *schedule,
+                             bp_loader *loader);
+
+/**
+ * Restores a checkpoint written by `bp_checkpoint_save` into the model and the graph's generator, and
+ * into each of optimizer, schedule and loader that is not NULL (each must be in the file). Everything
+ * is validated first: a truncated, corrupt or mismatched file (another architecture, optimizer or
+ * schedule) fails with `BP_ERR_FORMAT`, naming the file and the problem, and changes nothing.
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_checkpoint_load(const char *path,
+                             bp_graph *graph,
+                             bp_model *model,
+                             bp_optimizer *optimizer,
+                             bp_schedule *schedule,
+                             bp_loader *loader);
+
+/**
+ * Saves the model's parameters only, by state_dict name (float32): exactly what PyTorch's
+ * `model.load_state_dict(safetensors.torch.load_file(path))` takes. Atomic, as `bp_checkpoint_save`.
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_weights_save(const char *path,
+                          bp_graph *graph,
+                          bp_model *model);
+
+/**
+ * Loads parameters by state_dict name from a safetensors file (ours, or one written by
+ * `safetensors.torch.save_file(model.state_dict(), path)`): every parameter must be there with its
+ * shape, and nothing else (strict); F64, F16 and BF16 values are converted to float32, as PyTorch's
+ * `load_state_dict` does. On any error nothing is changed.
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_weights_load(const char *path,
+                          bp_graph *graph,
+                          bp_model *model);
+
+/**
+ * Makes an empty model, in training mode.
+ *
+ * Ownership: the caller owns `*model_out` and releases it with `bp_model_free` (before or after the
+ * graph holding its parameters is freed; the parameters belong to the graph).
+ */
+bp_status bp_model_new(bp_model **model_out);
+
+/**
+ * Frees a model. `bp_model_free(NULL)` does nothing; freeing twice returns `BP_ERR_INVALID_HANDLE`.
+ * The parameter tensors stay in their graph until it is reset (they are persistent) or freed.
+ *
+ * Ownership: afterwards the pointer must not be used (a use is detected, as for graphs).
+ */
+bp_status bp_model_free(bp_model *model);
+
+/**
+ * Appends `nn.Linear(in_features, out_features, bias)`: weight `[out, in]` and bias `[out]` as
+ * persistent float32 parameters of `graph` that require grad, initialised as PyTorch does from the
+ * graph's generator (after `bp_graph_manual_seed(g, s)` they equal PyTorch's after
+ * `torch.manual_seed(s)`). `name` names the layer in parameter names (`"encoder"` →
+ * `encoder.weight`); NULL names it by its position (`0.weight`). A name must be unique and contain no
+ * '.'.
+ *
+ * Ownership: the graph owns the parameters; the model keeps their handles. `name` is copied.
+ */
+bp_status bp_model_add_linear(bp_model *model,
+                              bp_graph *graph,
+                              const char *name,
+                              size_t in_features,
+                              size_t out_features,
+                              bool bias);
+
+/**
+ * Appends `nn.Embedding(num_embeddings, embedding_dim)` (weights N(0, 1)); its input is an int64
+ * tensor of indices of any shape, its output has one more dimension of size `embedding_dim`.
+ *
+ * Ownership: as `bp_model_add_linear`.
+ */
+bp_status bp_model_add_embedding(bp_model *model,
+                                 bp_graph *graph,
+                                 const char *name,
+                                 size_t num_embeddings,
+                                 size_t embedding_dim);
+
+/**
+ * Appends `nn.LayerNorm(normalized_shape[0..ndim], eps, elementwise_affine)`: normalises over the
+ * last `ndim` dimensions (biased variance); with `affine`, a weight (ones) and a bias (zeros).
+ *
+ * Ownership: as `bp_model_add_linear`.
+ */
+bp_status bp_model_add_layer_norm(bp_model *model,
+                                  bp_graph *graph,
+                                  const char *name,
+                                  const int64_t *normalized_shape,
+                                  size_t ndim,
+                                  double eps,
+                                  bool affine);
+
+/**
+ * Appends a layer without parameters, one of `BP_LAYER_*`; `param` is the negative slope of
+ * `BP_LAYER_LEAKY_RELU` and the probability of `BP_LAYER_DROPOUT` (in [0, 1]), ignored otherwise.
+ *
+ * Ownership: `name` is copied.
+ */
+bp_status bp_model_add_layer(bp_model *model,
+                             const char *name,
+                             bp_layer kind,
+                             double param);
+
+/**
+ * Switches training mode (dropout active) on or off, as `model.train()` / `model.eval()`.
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_model_set_training(bp_model *model,
+                                bool training);
+
+/**
+ * Writes whether the model is in training mode to `*training_out`.
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_model_is_training(bp_model *model,
+                               bool *training_out);
+
+/**
+ * The forward pass in the model's current mode, recording ops for autograd when gradient mode is on.
+ *
+ * Ownership: the graph owns `*out` (a step-scoped tensor).
+ */
+bp_status bp_model_forward(bp_model *model,
+                           bp_graph *graph,
+                           bp_tensor x,
+                           bp_tensor *out);
+
+/**
+ * Inference: the forward pass in eval mode (no dropout) with nothing recorded, whatever the model's
+ * mode and the graph's gradient mode; the result does not require grad.
+ *
+ * Ownership: the graph owns `*out` (a step-scoped tensor).
+ */
+bp_status bp_model_predict(bp_model *model,
+                           bp_graph *graph,
+                           bp_tensor x,
+                           bp_tensor *out);
+
+/**
+ * Writes the model's parameter tensors, in PyTorch's `parameters()` order, into `buf` and their
+ * number to `*count_out`. Two-call protocol: with `buf` NULL and `capacity` 0 only the count is
+ * written; a non-NULL `buf` with `capacity` below the count fails with `BP_ERR_INVALID_ARGUMENT` and
+ * writes nothing.
+ *
+ * Ownership: the caller owns `buf`; the handles name tensors owned by the graph.
+ */
+bp_status bp_model_parameters(bp_model *model,
+                              bp_tensor *buf,
+                              size_t capacity,
+                              size_t *count_out);
+
+/**
+ * Writes the state_dict name of parameter `index` (as in `bp_model_parameters`: `0.weight`, …) into
+ * `buf`, NUL-terminated. Two-call protocol as `bp_graph_to_dot`: the size needed, NUL included, goes
+ * to `*size_out`; with `buf` NULL and `capacity` 0 nothing else is written.
+ *
+ * Ownership: the caller owns `buf`.
+ */
+bp_status bp_model_parameter_name(bp_model *model,
+                                  size_t index,
+                                  char *buf,
+                                  size_t capacity,
+                                  size_t *size_out);
+
+/**
+ * Drops the `.grad` of every parameter (`zero_grad(set_to_none=True)`).
+ *
+ * Ownership: the gradient tensors are freed; their handles become stale.
+ */
+bp_status bp_model_zero_grad(bp_model *model,
+                             bp_graph *graph);
+
+/**
+ * Negative log-likelihood of log-probabilities `[N, C]` against int64 classes `[N]`, as
+ * `F.nll_loss`: samples whose target is `ignore_index` count for nothing (the mean is over the
+ * others; PyTorch's default `ignore_index` is -100).
+ *
+ * Ownership: the graph owns `*out`.
+ */
+bp_status bp_nll_loss(bp_graph *graph,
+                      bp_tensor log_probs,
+                      bp_tensor target,
+                      bp_reduction reduction,
+                      int64_t ignore_index,
+                      bp_tensor *out);
+
+/**
+ * Mean absolute error between tensors of the same shape (`F.l1_loss`).
+ *
+ * Ownership: the graph owns `*out`.
+ */
+bp_status bp_l1_loss(bp_graph *graph,
+                     bp_tensor input,
+                     bp_tensor target,
+                     bp_reduction reduction,
+                     bp_tensor *out);
+
+/**
+ * Smooth L1 (`F.smooth_l1_loss`): 0.5·d²/beta where |d| < beta, |d| − 0.5·beta elsewhere (beta ≥ 0;
+ * 0 gives L1; PyTorch's default is 1).
+ *
+ * Ownership: the graph owns `*out`.
+ */
+bp_status bp_smooth_l1_loss(bp_graph *graph,
+                            bp_tensor input,
+                            bp_tensor target,
+                            bp_reduction reduction,
+                            double beta,
+                            bp_tensor *out);
+
+/**
+ * Writes the fraction of rows of `logits` `[N, C]` whose largest entry is at the int64 target `[N]`
+ * to `*accuracy_out`.
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_accuracy(bp_graph *graph,
+                      bp_tensor logits,
+                      bp_tensor target,
+                      double *accuracy_out);
+
+/**
+ * Overwrites `t` with samples uniform on [low, high) from the graph's generator (`nn.init.uniform_`).
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_init_uniform(bp_graph *graph,
+                          bp_tensor t,
+                          double low,
+                          double high);
+
+/**
+ * Overwrites `t` with normal samples from the graph's generator (`nn.init.normal_`).
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_init_normal(bp_graph *graph,
+                         bp_tensor t,
+                         double mean,
+                         double std);
+
+/**
+ * Xavier/Glorot initialisation of a tensor of rank 2 or more: uniform on ±gain·√(6 / (fan_in +
+ * fan_out)), or normal with std gain·√(2 / (fan_in + fan_out)) when `normal`.
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_init_xavier(bp_graph *graph,
+                         bp_tensor t,
+                         double gain,
+                         bool normal);
+
+/**
+ * Kaiming/He initialisation of a tensor of rank 2 or more for the non-linearity `nonlinearity` (a
+ * `BP_NONLINEARITY_*`; `slope` for leaky ReLU): uniform on ±gain·√(3 / fan), or normal with std
+ * gain / √fan when `normal`; fan is fan_out when `fan_out`, else fan_in.
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_init_kaiming(bp_graph *graph,
+                          bp_tensor t,
+                          bp_nonlinearity nonlinearity,
+                          double slope,
+                          bool fan_out,
+                          bool normal);
+
+/**
+ * Makes `torch.optim.SGD` over the model's parameters: momentum (0 = none), dampening, L2
+ * `weight_decay`, Nesterov (needs momentum > 0 and dampening 0). Parameter state is keyed by the
+ * parameters' state_dict names (checkpoints use them).
+ *
+ * Ownership: the caller owns `*optimizer_out` and releases it with `bp_optimizer_free`.
+ */
+bp_status bp_optimizer_new_sgd(bp_graph *graph,
+                               bp_model *model,
+                               double lr,
+                               double momentum,
+                               double dampening,
+                               double weight_decay,
+                               bool nesterov,
+                               bp_optimizer **optimizer_out);
+
+/**
+ * Makes `torch.optim.Adam` (L2 `weight_decay` added to the gradient; PyTorch's defaults are lr 1e-3,
+ * betas 0.9 and 0.999, eps 1e-8, weight_decay 0), with AMSGrad when `amsgrad`.
+ *
+ * Ownership: as `bp_optimizer_new_sgd`.
+ */
+bp_status bp_optimizer_new_adam(bp_graph *graph,
+                                bp_model *model,
+                                double lr,
+                                double beta1,
+                                double beta2,
+                                double eps,
+                                double weight_decay,
+                                bool amsgrad,
+                                bp_optimizer **optimizer_out);
+
+/**
+ * Makes `torch.optim.AdamW`: Adam with decoupled weight decay (each step first shrinks the
+ * parameters by lr·weight_decay; PyTorch's default weight_decay is 1e-2).
+ *
+ * Ownership: as `bp_optimizer_new_sgd`.
+ */
+bp_status bp_optimizer_new_adamw(bp_graph *graph,
+                                 bp_model *model,
+                                 double lr,
+                                 double beta1,
+                                 double beta2,
+                                 double eps,
+                                 double weight_decay,
+                                 bool amsgrad,
+                                 bp_optimizer **optimizer_out);
+
+/**
+ * Makes `torch.optim.RMSprop` (PyTorch's defaults: lr 1e-2, alpha 0.99, eps 1e-8, no weight decay,
+ * no momentum, not centred).
+ *
+ * Ownership: as `bp_optimizer_new_sgd`.
+ */
+bp_status bp_optimizer_new_rmsprop(bp_graph *graph,
+                                   bp_model *model,
+                                   double lr,
+                                   double alpha,
+                                   double eps,
+                                   double weight_decay,
+                                   double momentum,
+                                   bool centered,
+                                   bp_optimizer **optimizer_out);
+
+/**
+ * Frees an optimizer. `bp_optimizer_free(NULL)` does nothing; freeing twice returns
+ * `BP_ERR_INVALID_HANDLE`.
+ *
+ * Ownership: afterwards the pointer must not be used (a use is detected).
+ */
+bp_status bp_optimizer_free(bp_optimizer *optimizer);
+
+/**
+ * One update of every parameter that has a gradient (the others are skipped, as in PyTorch). The
+ * first step allocates the optimizer's state; later steps allocate nothing.
+ *
+ * Ownership: nothing to own; the parameters are updated in place (their versions move).
+ */
+bp_status bp_optimizer_step(bp_optimizer *optimizer,
+                            bp_graph *graph);
+
+/**
+ * Drops the gradient of every parameter (`zero_grad(set_to_none=True)`, PyTorch's default).
+ *
+ * Ownership: the gradient tensors are freed; their handles become stale.
+ */
+bp_status bp_optimizer_zero_grad(bp_optimizer *optimizer,
+                                 bp_graph *graph);
+
+/**
+ * Writes the current learning rate to `*lr_out`.
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_optimizer_lr(bp_optimizer *optimizer,
+                          double *lr_out);
+
+/**
+ * Sets the learning rate.
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_optimizer_set_lr(bp_optimizer *optimizer,
+                              double lr);
+
+/**
+ * Attaches `StepLR(step_size, gamma)` to the optimizer: the learning rate is multiplied by `gamma`
+ * every `step_size` calls of `bp_schedule_step`. Making a schedule is its step 0, as in PyTorch.
+ *
+ * Ownership: the caller owns `*schedule_out` and releases it with `bp_schedule_free`.
+ */
+bp_status bp_schedule_new_step(bp_optimizer *optimizer,
+                               uint64_t step_size,
+                               double gamma,
+                               bp_schedule **schedule_out);
+
+/**
+ * Attaches `ExponentialLR(gamma)`: the learning rate is multiplied by `gamma` every step.
+ *
+ * Ownership: as `bp_schedule_new_step`.
+ */
+bp_status bp_schedule_new_exponential(bp_optimizer *optimizer,
+                                      double gamma,
+                                      bp_schedule **schedule_out);
+
+/**
+ * Attaches `CosineAnnealingLR(t_max, eta_min)`: from the current rate down to `eta_min` along a half
+ * cosine over `t_max` steps (and back up after, as PyTorch).
+ *
+ * Ownership: as `bp_schedule_new_step`.
+ */
+bp_status bp_schedule_new_cosine(bp_optimizer *optimizer,
+                                 uint64_t t_max,
+                                 double eta_min,
+                                 bp_schedule **schedule_out);
+
+/**
+ * Attaches `LinearLR(start_factor, end_factor, total_iters)`, the usual linear warm-up: the rate is
+ * scaled by `start_factor` at once, then linearly to `end_factor` over `total_iters` steps.
+ *
+ * Ownership: as `bp_schedule_new_step`.
+ */
+bp_status bp_schedule_new_linear(bp_optimizer *optimizer,
+                                 double start_factor,
+                                 double end_factor,
+                                 uint64_t total_iters,
+                                 bp_schedule **schedule_out);
+
+/**
+ * Advances the schedule one step and sets the optimizer's learning rate.
+ *
+ * Ownership: nothing to own.
+ */
+bp_status bp_schedule_step(bp_schedule *schedule,
+                           bp_optimizer *optimizer);
+
+/**
+ * Frees a schedule (the optimizer keeps its current learning rate). NULL does nothing.
+ *
+ * Ownership: afterwards the pointer must not be used (a use is detected).
+ */
+bp_status bp_schedule_free(bp_schedule *schedule);
+
+/**
+ * Scales the gradients of `params[0..n]` so that their joint `norm_type`-norm (2 for Euclidean,
+ * `INFINITY` for the max) is at most `max_norm`, as `torch.nn.utils.clip_grad_norm_`; writes the norm
+ * before clipping to `*total_norm_out` when it is not NULL. Parameters without a gradient are skipped.
+ *
+ * Ownership: nothing to own; `params` is only read during the call.
+ */
+bp_status bp_clip_grad_norm(bp_graph *graph,
+                            const bp_tensor *params,
+                            size_t n,
+                            double max_norm,
+                            double norm_type,
+                            double *total_norm_out);
+
+/**
+ * Clamps every gradient element of `params[0..n]` to [−clip, clip] (`clip_grad_value_`).
+ *
+ * Ownership: nothing to own; `params` is only read during the call.
+ */
+bp_status bp_clip_grad_value(bp_graph *graph,
+                             const bp_tensor *params,
+                             size_t n,
+                             double clip);
 
 /**
  * Elementwise -x.

@@ -19,6 +19,8 @@ pub(crate) fn check_finite(buf: &Buf, kind: OpKind, phase: &str) -> Result<()> {
         Buf::F32(v) => v.iter().position(|x| !x.is_finite()),
         Buf::F64(v) => v.iter().position(|x| !x.is_finite()),
         Buf::I64(_) => None,
+        // Only fresh op results are checked, and an op never makes a view.
+        Buf::View(_) => None,
     };
     if let Some(i) = bad {
         bail!(Anomaly, "anomaly: the {} of '{}' produced {} at element {}", phase, kind.name(), buf.get_f64(i), i);
@@ -91,8 +93,16 @@ impl Graph {
         Ok(e.grad)
     }
 
-    /// Drops the tensor's `.grad` (PyTorch's `zero_grad(set_to_none=True)`).
+    /// Drops the tensor's `.grad` (PyTorch's `zero_grad(set_to_none=True)`). A flattened parameter's
+    /// `.grad` is a view into the group's gradient buffer ([`Graph::flatten_parameters`]): it is zeroed
+    /// in place instead (`set_to_none=False`), so the flat buffer stays whole.
     pub fn zero_grad(&mut self, t: Tensor) -> Result<()> {
+        if let Some(g) = self.entry(t)?.grad.filter(|&g| matches!(self.entry(g).map(|e| &e.buf), Ok(Buf::View(_)))) {
+            return float_dispatch!(self.dtype(g)?, T => {
+                self.data_mut::<T>(g)?.fill(T::ZERO);
+                Ok(())
+            });
+        }
         if let Some(g) = self.entry_mut(t)?.grad.take() {
             if self.entry(g).is_ok() {
                 self.free(g)?;
@@ -129,11 +139,11 @@ impl Graph {
     /// (PyTorch's detach shares storage; this one copies, so writes to either side stay separate.)
     pub fn detach(&mut self, t: Tensor) -> Result<Tensor> {
         let shape = self.shape(t)?;
-        let buf = match &self.entry(t)?.buf {
-            Buf::F32(_) => Buf::F32(self.copy_of::<f32>(t)?),
-            Buf::F64(_) => Buf::F64(self.copy_of::<f64>(t)?),
-            Buf::I64(v) => {
-                let n = v.len();
+        let buf = match self.dtype(t)? {
+            crate::DType::F32 => Buf::F32(self.copy_of::<f32>(t)?),
+            crate::DType::F64 => Buf::F64(self.copy_of::<f64>(t)?),
+            crate::DType::I64 => {
+                let n = shape.numel();
                 let mut out = self.alloc::<i64>(n)?;
                 out.copy_from_slice(self.data_i64(t)?);
                 Buf::I64(out)
@@ -203,7 +213,10 @@ impl Graph {
         pending.clear();
         pending.resize(self.slot_count(), None);
         let prev = self.set_grad_enabled(create_graph);
+        // Anomaly mode checks every gradient tensor, so it keeps the unfused path.
+        self.fuse_grad_accumulation = !create_graph && !self.anomaly && matches!(sink, Sink::Accumulate);
         let r = self.sweep_inner(roots, seeds, retain_graph, create_graph, &mut sink, &mut pending);
+        self.fuse_grad_accumulation = false;
         self.grad_enabled = prev;
         pending.clear();
         self.sweep = pending;
@@ -345,7 +358,8 @@ impl Graph {
                         self.entry_mut(g)?.persistent = persistent;
                         self.entry_mut(t)?.grad = Some(g);
                     }
-                    Some(old) if create_graph => {
+                    // A flat .grad (a view) always accumulates in place, so it stays in its buffer.
+                    Some(old) if create_graph && !matches!(self.entry(old)?.buf, Buf::View(_)) => {
                         let sum = self.add(old, g)?;
                         self.entry_mut(sum)?.persistent = persistent;
                         self.entry_mut(t)?.grad = Some(sum);
@@ -426,13 +440,11 @@ impl Graph {
             bail!(ShapeMismatch, "in-place add: shapes {:?} and {:?} differ", self.shape(a)?, self.shape(b)?);
         }
         float_dispatch!(self.dtype(a)?, T => {
-            let src = std::mem::take(T::slice_mut(&mut self.entry_mut(b)?.buf).ok_or_else(|| err!(DType, "dtype mismatch"))?);
-            let dst = self.data_mut::<T>(a)?;
-            for (d, &s) in dst.iter_mut().zip(&src) {
-                *d += s;
-            }
-            *T::slice_mut(&mut self.entry_mut(b)?.buf).expect("checked above") = src;
-        });
-        Ok(())
+            self.with_mut_and_ref::<T, _>(a, b, |dst, src| {
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d += s;
+                }
+            })
+        })
     }
 }

@@ -40,6 +40,21 @@ pub enum Buf {
     F32(Vec<f32>),
     F64(Vec<f64>),
     I64(Vec<i64>),
+    /// The elements live in a graph-owned region shared by several tensors (flattened parameters and
+    /// their gradients, see [`Graph::flatten_parameters`](crate::Graph::flatten_parameters)). Only the
+    /// graph can resolve it into a slice (`Graph::storage`), so code that matches on the owned variants
+    /// must go through the graph's accessors for a view.
+    View(View),
+}
+
+/// Where a view's elements sit: `len` elements of `dtype` from `offset` in region `region`.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct View {
+    pub(crate) region: u32,
+    pub(crate) offset: usize,
+    pub(crate) len: usize,
+    pub(crate) dtype: DType,
 }
 
 impl Buf {
@@ -48,6 +63,7 @@ impl Buf {
             Buf::F32(_) => DType::F32,
             Buf::F64(_) => DType::F64,
             Buf::I64(_) => DType::I64,
+            Buf::View(v) => v.dtype,
         }
     }
     pub(crate) fn len(&self) -> usize {
@@ -55,17 +71,32 @@ impl Buf {
             Buf::F32(v) => v.len(),
             Buf::F64(v) => v.len(),
             Buf::I64(v) => v.len(),
+            Buf::View(v) => v.len,
         }
     }
+    /// The bytes this buffer owns: a view owns none (its region is counted once, by the graph).
     pub(crate) fn bytes(&self) -> usize {
-        self.len() * self.dtype().size()
+        match self {
+            Buf::View(_) => 0,
+            b => b.len() * b.dtype().size(),
+        }
     }
-    /// Each element as f64 (for printing, DOT labels and checks).
+    /// Each element as f64 (for printing, DOT labels and checks). A view must be resolved first
+    /// (`Graph::storage`); its elements read as NaN here rather than as a plausible number.
     pub(crate) fn get_f64(&self, i: usize) -> f64 {
         match self {
             Buf::F32(v) => v[i] as f64,
             Buf::F64(v) => v[i],
             Buf::I64(v) => v[i] as f64,
+            Buf::View(_) => f64::NAN,
+        }
+    }
+    /// An empty owned buffer of the given type (a placeholder while a buffer is moved out).
+    pub(crate) fn empty(dtype: DType) -> Buf {
+        match dtype {
+            DType::F32 => Buf::F32(Vec::new()),
+            DType::F64 => Buf::F64(Vec::new()),
+            DType::I64 => Buf::I64(Vec::new()),
         }
     }
 }

@@ -28,6 +28,9 @@ pub enum ErrorKind {
     Internal = 10,
     /// The operation is not supported (yet).
     Unsupported = 11,
+    /// A collective operation (all-reduce, broadcast) failed: a peer rank died, or did not take part
+    /// before the timeout.
+    Collective = 12,
 }
 
 impl ErrorKind {

@@ -16,9 +16,9 @@ use crate::shape::Shape;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A handle to a tensor in a [`Graph`]. Copy it freely: it is three integers, not a pointer.
-/// A handle whose tensor was freed, or that names another graph, is rejected with
-/// [`ErrorKind::InvalidHandle`](crate::ErrorKind::InvalidHandle).
+/// A handle to a tensor in a graph (`bp::Graph`; `bp_tensor` in C). Copy it freely: it is three
+/// integers, not a pointer; all zeros is the null handle. A handle whose tensor was freed, or that names
+/// another graph, is rejected with `ErrorKind::InvalidHandle` (`BP_ERR_INVALID_HANDLE` in C).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Tensor {
@@ -105,6 +105,7 @@ impl Pool {
             Buf::F32(v) => self.f32.entry(v.len()).or_default().push(v),
             Buf::F64(v) => self.f64.entry(v.len()).or_default().push(v),
             Buf::I64(v) => self.i64.entry(v.len()).or_default().push(v),
+            Buf::View(_) => {} // owns nothing (put() counted 0 bytes for it)
         }
     }
     fn clear(&mut self) {
@@ -151,6 +152,13 @@ pub struct Graph {
     pub(crate) rng: Generator,
     /// Scratch for backward: the pending gradient of each slot (kept to reuse its allocation).
     pub(crate) sweep: Vec<Option<Tensor>>,
+    /// Set by a backward that accumulates into `.grad` without create_graph: matmul and linear then add
+    /// weight gradients straight into an existing `.grad` (gemm with beta = 1).
+    pub(crate) fuse_grad_accumulation: bool,
+    /// Contiguous buffers shared by several tensors ([`Buf::View`]s point into them): flattened
+    /// parameters and their gradients (src/flat.rs). A region lives as long as the graph; its bytes are
+    /// counted once in `live_bytes`, its views count none.
+    pub(crate) regions: Vec<Buf>,
 }
 
 impl Default for Graph {
@@ -178,8 +186,10 @@ impl Graph {
             memory_limit: usize::MAX,
             grad_enabled: true,
             anomaly: false,
+            fuse_grad_accumulation: false,
             rng: Generator::new(0),
             sweep: Vec::new(),
+            regions: Vec::new(),
         }
     }
 
@@ -310,16 +320,116 @@ impl Graph {
         if let Some(e) = slot.entry.take() {
             slot.generation = slot.generation.wrapping_add(1).max(1);
             self.free.push(index);
-            self.live_bytes -= e.buf.bytes();
-            if self.live_bytes + self.pool.bytes + e.buf.bytes() <= self.memory_limit {
-                self.pool.put(e.buf);
-            }
+            self.recycle(e.buf);
             if let Some(g) = e.grad {
                 if self.entry(g).is_ok() {
                     self.release_slot(g.index);
                 }
             }
         }
+    }
+
+    /// Counts `bytes` of a region as live (regions are allocated with [`Graph::alloc`] like tensors).
+    pub(crate) fn live_bytes_add(&mut self, bytes: usize) {
+        self.live_bytes += bytes;
+    }
+
+    /// Gives a live buffer's bytes back: to the pool when it fits under the limit.
+    pub(crate) fn recycle(&mut self, buf: Buf) {
+        self.live_bytes -= buf.bytes();
+        if self.live_bytes + self.pool.bytes + buf.bytes() <= self.memory_limit {
+            self.pool.put(buf);
+        }
+    }
+
+    /// The buffer that holds `buf`'s elements and their range in it: `buf` itself, or the region its
+    /// view points into. Every read of tensor data goes through here (or [`Graph::data`]), so kernels
+    /// get plain slices whether a tensor owns its storage or not.
+    pub(crate) fn storage<'a>(&'a self, buf: &'a Buf) -> (&'a Buf, std::ops::Range<usize>) {
+        match buf {
+            Buf::View(v) => (&self.regions[v.region as usize], v.offset..v.offset + v.len),
+            b => (b, 0..b.len()),
+        }
+    }
+
+    /// Mutable [`Graph::storage`] of a tensor. Does not bump the version: the caller does, once the
+    /// write is known to happen.
+    pub(crate) fn storage_mut(&mut self, t: Tensor) -> Result<(&mut Buf, std::ops::Range<usize>)> {
+        self.entry(t)?;
+        let e = self.slots[t.index as usize].entry.as_mut().expect("checked above");
+        Ok(match &mut e.buf {
+            Buf::View(v) => {
+                let r = v.offset..v.offset + v.len;
+                (&mut self.regions[v.region as usize], r)
+            }
+            b => {
+                let n = b.len();
+                (b, 0..n)
+            }
+        })
+    }
+
+    /// Runs `f` on the elements of `a` (mutable; bumps its version) and of `b` (read-only) together,
+    /// copying neither: `b`'s backing buffer (its own, or its whole region) is moved out for the call
+    /// and back. `a` and `b` must have the same number of elements and must not share storage.
+    pub(crate) fn with_mut_and_ref<T: Float, R>(&mut self, a: Tensor, b: Tensor, f: impl FnOnce(&mut [T], &[T]) -> R) -> Result<R> {
+        let view_of = |e: &Entry| if let Buf::View(v) = e.buf { Some(v) } else { None };
+        let (va, vb) = (view_of(self.entry(a)?), view_of(self.entry(b)?));
+        if a == b || matches!((va, vb), (Some(x), Some(y)) if x.region == y.region) {
+            bail!(InvalidArgument, "the two tensors share storage");
+        }
+        let dt = self.entry(b)?.buf.dtype();
+        let (held, range) = match vb {
+            Some(v) => (std::mem::replace(&mut self.regions[v.region as usize], Buf::empty(dt)), v.offset..v.offset + v.len),
+            None => {
+                let e = self.entry_mut(b)?;
+                let n = e.buf.len();
+                (std::mem::replace(&mut e.buf, Buf::empty(dt)), 0..n)
+            }
+        };
+        let r = match (T::slice(&held), self.data_mut::<T>(a)) {
+            (Some(src), Ok(dst)) if dst.len() == range.len() => Ok(f(dst, &src[range])),
+            (Some(_), Ok(dst)) => Err(err!(ShapeMismatch, "{} elements against {}", dst.len(), range.len())),
+            (None, _) => Err(err!(DType, "the tensors hold {} and {}", dt.name(), T::DTYPE.name())),
+            (_, Err(e)) => Err(e),
+        };
+        match vb {
+            Some(v) => self.regions[v.region as usize] = held,
+            None => self.entry_mut(b)?.buf = held,
+        }
+        r
+    }
+
+    /// Runs `f` on the elements of `t`, mutably, while the rest of the graph stays readable: `t`'s
+    /// storage (its own buffer, or the whole region it is a view of) is taken out for the call and put
+    /// back after, and `t`'s version is bumped. Inside `f`, `t` and tensors viewing the same region read
+    /// as empty, so callers must not read them there.
+    pub(crate) fn with_storage_taken<T: Float, R>(&mut self, t: Tensor, f: impl FnOnce(&Graph, &mut [T]) -> R) -> Result<R> {
+        let dt = self.entry(t)?.buf.dtype();
+        let view = if let Buf::View(v) = self.entry(t)?.buf { Some(v) } else { None };
+        let (mut held, range) = match view {
+            Some(v) => (std::mem::replace(&mut self.regions[v.region as usize], Buf::empty(dt)), v.offset..v.offset + v.len),
+            None => {
+                let e = self.entry_mut(t)?;
+                let n = e.buf.len();
+                (std::mem::replace(&mut e.buf, Buf::empty(dt)), 0..n)
+            }
+        };
+        let r = match T::slice_mut(&mut held) {
+            Some(v) => Ok(f(self, &mut v[range])),
+            None => Err(err!(DType, "the tensor holds {}, not {}", dt.name(), T::DTYPE.name())),
+        };
+        match view {
+            Some(v) => self.regions[v.region as usize] = held,
+            None => self.entry_mut(t)?.buf = held,
+        }
+        self.entry_mut(t)?.version += 1;
+        r
+    }
+
+    /// The flat region `t` is a view of, if any.
+    pub(crate) fn region_of(&self, t: Tensor) -> Result<Option<u32>> {
+        Ok(if let Buf::View(v) = self.entry(t)?.buf { Some(v.region) } else { None })
     }
 
     /// Drops every step-scoped tensor and every recorded node at once; persistent tensors (parameters)
@@ -456,6 +566,7 @@ impl Graph {
             Buf::F32(v) => v.iter_mut().enumerate().for_each(|(i, x)| *x = (start + i as f64 * step) as f32),
             Buf::F64(v) => v.iter_mut().enumerate().for_each(|(i, x)| *x = start + i as f64 * step),
             Buf::I64(v) => v.iter_mut().enumerate().for_each(|(i, x)| *x = (start + i as f64 * step) as i64),
+            Buf::View(_) => bail!(Internal, "a new tensor is never a view"),
         }
         Ok(t)
     }
@@ -484,6 +595,7 @@ impl Graph {
             Buf::F32(v) => v.iter_mut().for_each(|x| *x = self.rng.uniform_f32(low as f32, high as f32)),
             Buf::F64(v) => v.iter_mut().for_each(|x| *x = self.rng.uniform_f64(low, high)),
             Buf::I64(_) => bail!(DType, "rand makes floating-point tensors; use randint for integers"),
+            Buf::View(_) => bail!(Internal, "a new tensor is never a view"),
         }
         self.entry_mut(t)?.buf = buf;
         Ok(t)
@@ -497,6 +609,7 @@ impl Graph {
             Buf::F32(v) => self.rng.fill_normal_f32(v, mean as f32, std as f32),
             Buf::F64(v) => self.rng.fill_normal_f64(v, mean, std),
             Buf::I64(_) => bail!(DType, "randn makes floating-point tensors"),
+            Buf::View(_) => bail!(Internal, "a new tensor is never a view"),
         }
         self.entry_mut(t)?.buf = buf;
         Ok(t)
@@ -541,29 +654,30 @@ impl Graph {
     /// Borrows the elements of a floating-point tensor of type `T`.
     pub fn data<T: Float>(&self, t: Tensor) -> Result<&[T]> {
         let e = self.entry(t)?;
-        T::slice(&e.buf).ok_or_else(|| {
+        let (b, r) = self.storage(&e.buf);
+        T::slice(b).map(|v| &v[r]).ok_or_else(|| {
             err!(DType, "the tensor holds {}, not {}", e.buf.dtype().name(), T::DTYPE.name())
         })
     }
 
     /// Borrows the elements of an int64 tensor.
     pub fn data_i64(&self, t: Tensor) -> Result<&[i64]> {
-        match &self.entry(t)?.buf {
-            Buf::I64(v) => Ok(v),
-            b => bail!(DType, "the tensor holds {}, not int64", b.dtype().name()),
+        match self.storage(&self.entry(t)?.buf) {
+            (Buf::I64(v), r) => Ok(&v[r]),
+            (b, _) => bail!(DType, "the tensor holds {}, not int64", b.dtype().name()),
         }
     }
 
     /// The elements converted to f32, whatever the dtype.
     pub fn to_vec_f32(&self, t: Tensor) -> Result<Vec<f32>> {
-        let b = &self.entry(t)?.buf;
-        Ok((0..b.len()).map(|i| b.get_f64(i) as f32).collect())
+        let (b, r) = self.storage(&self.entry(t)?.buf);
+        Ok(r.map(|i| b.get_f64(i) as f32).collect())
     }
 
     /// The elements converted to f64, whatever the dtype.
     pub fn to_vec_f64(&self, t: Tensor) -> Result<Vec<f64>> {
-        let b = &self.entry(t)?.buf;
-        Ok((0..b.len()).map(|i| b.get_f64(i)).collect())
+        let (b, r) = self.storage(&self.entry(t)?.buf);
+        Ok(r.map(|i| b.get_f64(i)).collect())
     }
 
     /// The value of a one-element tensor, as f64.
@@ -572,56 +686,57 @@ impl Graph {
         if e.shape.numel() != 1 {
             bail!(ShapeMismatch, "item() needs a tensor with one element, this one has shape {:?}", e.shape);
         }
-        Ok(e.buf.get_f64(0))
+        let (b, r) = self.storage(&e.buf);
+        Ok(b.get_f64(r.start))
     }
 
     /// Overwrites the elements in place from f64 values (converted to the tensor's dtype). Like every
     /// in-place write it bumps the tensor's version, so a backward that saved the old values fails.
     pub fn write_f64(&mut self, t: Tensor, data: &[f64]) -> Result<()> {
-        let e = self.entry_mut(t)?;
-        if data.len() != e.buf.len() {
-            bail!(InvalidArgument, "{} values given for a tensor of {} elements", data.len(), e.buf.len());
+        let (b, r) = self.storage_mut(t)?;
+        if data.len() != r.len() {
+            bail!(InvalidArgument, "{} values given for a tensor of {} elements", data.len(), r.len());
         }
-        match &mut e.buf {
-            Buf::F32(v) => v.iter_mut().zip(data).for_each(|(x, &y)| *x = y as f32),
-            Buf::F64(v) => v.copy_from_slice(data),
-            Buf::I64(v) => v.iter_mut().zip(data).for_each(|(x, &y)| *x = y as i64),
+        match b {
+            Buf::F32(v) => v[r].iter_mut().zip(data).for_each(|(x, &y)| *x = y as f32),
+            Buf::F64(v) => v[r].copy_from_slice(data),
+            Buf::I64(v) => v[r].iter_mut().zip(data).for_each(|(x, &y)| *x = y as i64),
+            Buf::View(_) => bail!(Internal, "a region never holds a view"),
         }
-        e.version += 1;
+        self.entry_mut(t)?.version += 1;
         Ok(())
     }
 
     /// Overwrites the elements of a floating-point tensor in place (bumps its version).
     pub fn write<T: Float>(&mut self, t: Tensor, data: &[T]) -> Result<()> {
-        let e = self.entry_mut(t)?;
-        let dt = e.buf.dtype();
-        let v = T::slice_mut(&mut e.buf).ok_or_else(|| err!(DType, "the tensor holds {}, not {}", dt.name(), T::DTYPE.name()))?;
-        if data.len() != v.len() {
-            bail!(InvalidArgument, "{} values given for a tensor of {} elements", data.len(), v.len());
+        let (b, r) = self.storage_mut(t)?;
+        let dt = b.dtype();
+        let v = T::slice_mut(b).ok_or_else(|| err!(DType, "the tensor holds {}, not {}", dt.name(), T::DTYPE.name()))?;
+        if data.len() != r.len() {
+            bail!(InvalidArgument, "{} values given for a tensor of {} elements", data.len(), r.len());
         }
-        v.copy_from_slice(data);
-        e.version += 1;
+        v[r].copy_from_slice(data);
+        self.entry_mut(t)?.version += 1;
         Ok(())
     }
 
     /// Overwrites the elements of an int64 tensor in place (bumps its version).
     pub fn write_i64(&mut self, t: Tensor, data: &[i64]) -> Result<()> {
-        let e = self.entry_mut(t)?;
-        match &mut e.buf {
-            Buf::I64(v) if v.len() == data.len() => v.copy_from_slice(data),
-            Buf::I64(v) => bail!(InvalidArgument, "{} values given for a tensor of {} elements", data.len(), v.len()),
-            b => bail!(DType, "the tensor holds {}, not int64", b.dtype().name()),
+        match self.storage_mut(t)? {
+            (Buf::I64(v), r) if r.len() == data.len() => v[r].copy_from_slice(data),
+            (Buf::I64(_), r) => bail!(InvalidArgument, "{} values given for a tensor of {} elements", data.len(), r.len()),
+            (b, _) => bail!(DType, "the tensor holds {}, not int64", b.dtype().name()),
         }
-        e.version += 1;
+        self.entry_mut(t)?.version += 1;
         Ok(())
     }
 
     /// Mutable access for in-place updates by optimizers: bumps the version.
     pub(crate) fn data_mut<T: Float>(&mut self, t: Tensor) -> Result<&mut [T]> {
-        let e = self.entry_mut(t)?;
-        let dt = e.buf.dtype();
-        e.version += 1;
-        T::slice_mut(&mut e.buf).map(|v| v.as_mut_slice()).ok_or_else(|| err!(DType, "the tensor holds {}, not {}", dt.name(), T::DTYPE.name()))
+        self.entry_mut(t)?.version += 1;
+        let (b, r) = self.storage_mut(t)?;
+        let dt = b.dtype();
+        T::slice_mut(b).map(|v| &mut v[r]).ok_or_else(|| err!(DType, "the tensor holds {}, not {}", dt.name(), T::DTYPE.name()))
     }
 
     /// The version counter (bumped by every in-place write).

@@ -22,9 +22,11 @@
 pub mod autograd;
 pub mod data;
 pub mod dot;
+pub mod distributed;
 pub mod dtype;
 pub mod error;
 pub mod ffi;
+pub mod flat;
 pub mod graph;
 pub mod io;
 pub mod kernels;
@@ -36,6 +38,7 @@ pub mod shape;
 
 pub use dtype::{DType, Float};
 pub use error::{Error, ErrorKind, Result};
+pub use flat::FlatParams;
 pub use graph::{Graph, Tensor};
 pub use kernels::threads::{num_threads, set_num_threads};
 pub use ops::loss::CrossEntropyOptions;

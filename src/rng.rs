@@ -87,11 +87,10 @@ impl Generator {
     /// An integer uniform on [low, high), as ATen's `random_from_to` (high > low).
     pub fn randint(&mut self, low: i64, high: i64) -> i64 {
         let range = (high as i128 - low as i128) as u128;
-        if range >= 1u128 << 32 {
-            (self.next_u64() as u128 % range) as i64 + low
-        } else {
-            (self.next_u32() as u128 % range) as i64 + low
-        }
+        let offset = if range >= 1u128 << 32 { self.next_u64() as u128 % range } else { self.next_u32() as u128 % range };
+        // ATen adds in uint64 with wraparound: an offset past i64::MAX from a negative `low` (a range
+        // wider than i64::MAX) lands in [low, high) only that way; signed addition would overflow.
+        (offset as u64).wrapping_add(low as u64) as i64
     }
 
     /// One normal sample (ATen's scalar `normal_distribution<double>`, with its cached second sample).

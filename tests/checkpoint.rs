@@ -211,6 +211,13 @@ fn a_checkpoint_of_another_model_or_optimizer_is_rejected_untouched() {
     assert!(e.message().contains("adamw") && e.message().contains("sgd"), "{}", e);
     assert_eq!(params(&r), before);
 
+    // Same optimizer with other hyperparameters.
+    let mut other_betas = Adam::new(&r.g, r.model.named_parameters(), AdamConfig { beta2: 0.99, weight_decay: 0.01, ..AdamConfig::adamw(0.01) }).unwrap();
+    let parts = TrainingPartsMut { optimizer: Some(&mut other_betas), ..Default::default() };
+    let e = io::load_checkpoint(&path, &mut r.g, &r.model, parts).unwrap_err();
+    assert!(e.message().contains("beta2=0.999") && e.message().contains("beta2=0.99 "), "{}", e);
+    assert_eq!(params(&r), before);
+
     // A weights-only file has no optimizer state to resume from.
     io::save_weights(&path, &src.g, &src.model).unwrap();
     assert_eq!(load(&mut r, &path).unwrap_err().kind(), ErrorKind::Format);
@@ -253,4 +260,95 @@ fn a_state_dict_saved_by_pytorch_loads_and_computes_what_pytorch_computed() {
     st.write(&path).unwrap();
     let e = io::load_weights(&path, &mut g, &m).unwrap_err();
     assert!(e.message().contains("extra"), "{}", e);
+}
+
+#[test]
+fn random_corruption_never_panics_and_a_refused_file_changes_nothing() {
+    let d = data();
+    let mut src = setup(8);
+    train(&mut src, &d, 4);
+    let dir = TmpDir::new("fuzz");
+    let path = dir.file();
+    save(&src, &path);
+    let good = std::fs::read(&path).unwrap();
+    let header_end = 8 + u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let mut r = setup(9);
+    let before = snapshot(&r);
+    let mut gen = bp::rng::Generator::new(42);
+    for case in 0..600 {
+        let mut bytes = good.clone();
+        // Mostly the header (where the structure is), sometimes anywhere; 1 to 3 bytes each time.
+        for _ in 0..1 + gen.randint(0, 3) {
+            let limit = if case % 4 == 0 { bytes.len() } else { header_end };
+            let at = gen.randint(0, limit as i64) as usize;
+            bytes[at] = gen.next_u32() as u8;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        match load(&mut r, &path) {
+            // A flip inside tensor data (or a harmless one in the header) still loads: restore the
+            // baseline for the next case.
+            Ok(_) => r = setup(9),
+            Err(e) => {
+                assert!(matches!(e.kind(), ErrorKind::Format), "case {}: {:?} {}", case, e.kind(), e);
+                assert!(snapshot(&r) == before, "case {}: a refused file changed the training state", case);
+            }
+        }
+    }
+}
+
+#[test]
+fn optimizer_state_missing_a_buffer_is_refused() {
+    let d = data();
+    let mut src = setup(10);
+    train(&mut src, &d, 2);
+    let dir = TmpDir::new("incomplete");
+    let path = dir.file();
+    save(&src, &path);
+    let mut st = SafeTensors::read(&path).unwrap();
+    st.tensors.retain(|(n, _)| n != "optim.0.weight.exp_avg_sq");
+    st.write(&path).unwrap();
+    let mut r = setup(11);
+    let before = snapshot(&r);
+    let e = load(&mut r, &path).unwrap_err();
+    assert!(e.message().contains("incomplete") && e.message().contains("0.weight"), "{}", e);
+    assert!(snapshot(&r) == before);
+    // Without its first buffer the others would be unexpected tensors: refused too.
+    let mut st = SafeTensors::read(&path).unwrap();
+    st.tensors.retain(|(n, _)| !n.starts_with("optim.0.weight.exp_avg"));
+    st.write(&path).unwrap();
+    assert_eq!(load(&mut r, &path).unwrap_err().kind(), ErrorKind::Format);
+    assert!(snapshot(&r) == before);
+}
+
+#[test]
+fn float64_half_and_bfloat16_state_dicts_convert_to_float32_as_pytorch_does() {
+    let mut g = Graph::new();
+    let mut m = Sequential::new();
+    m.push(Layer::linear(&mut g, 2, 2, true).unwrap());
+    let half = |v: &[u16]| StTensor { dtype: bp::io::StDtype::F16, shape: vec![v.len()], data: v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let bf16 = |v: &[u16]| StTensor { dtype: bp::io::StDtype::BF16, shape: vec![2, 2], data: v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let mut st = SafeTensors::new();
+    // 0x3c00 = 1.0, 0xc000 = -2.0 in half precision; 0x3f80 = 1.0, 0x4049 = 3.140625, 0x8001 = -tiny, 0x0000 in bfloat16.
+    st.insert("0.weight", bf16(&[0x3f80, 0x4049, 0x8001, 0x0000])).unwrap();
+    st.insert("0.bias", half(&[0x3c00, 0xc000])).unwrap();
+    let dir = TmpDir::new("dtypes");
+    let path = dir.file();
+    st.write(&path).unwrap();
+    io::load_weights(&path, &mut g, &m).unwrap();
+    let p = m.parameters();
+    assert_eq!(g.data::<f32>(p[0]).unwrap(), &[1.0, 3.140625, -f32::from_bits(0x0001_0000), 0.0]);
+    assert_eq!(g.data::<f32>(p[1]).unwrap(), &[1.0, -2.0]);
+    let mut st = SafeTensors::new();
+    st.insert("0.weight", StTensor::from_f64(&[2, 2], &[0.1, 0.2, 0.3, 0.4])).unwrap();
+    st.insert("0.bias", half(&[0x0001, 0x7c00])).unwrap(); // the smallest subnormal, +inf
+    st.write(&path).unwrap();
+    io::load_weights(&path, &mut g, &m).unwrap();
+    assert_eq!(g.data::<f32>(p[0]).unwrap(), &[0.1f32, 0.2, 0.3, 0.4]);
+    assert_eq!(g.data::<f32>(p[1]).unwrap(), &[2.0f32.powi(-24), f32::INFINITY]);
+    // Integer parameters are refused.
+    let mut st = SafeTensors::new();
+    st.insert("0.weight", StTensor::from_i64(&[2, 2], &[1, 2, 3, 4])).unwrap();
+    st.insert("0.bias", StTensor::from_f32(&[2], &[0.0, 0.0])).unwrap();
+    st.write(&path).unwrap();
+    assert_eq!(io::load_weights(&path, &mut g, &m).unwrap_err().kind(), ErrorKind::Format);
 }

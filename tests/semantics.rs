@@ -388,3 +388,40 @@ fn dot_export_names_ops_shapes_and_requires_grad() {
     assert!(dot.contains("\"exp\"") && dot.contains("\"sum\""), "{}", dot);
     assert!(dot.contains("[2] float64\\nrequires_grad"), "{}", dot);
 }
+
+#[test]
+fn weight_gradients_accumulate_in_place_into_an_existing_grad() {
+    // linear and matmul add dW straight into an existing .grad (gemm with beta = 1): the .grad stays
+    // the same tensor, its version moves, and the values equal the sum of the separate gradients.
+    let mut g = Graph::new();
+    g.manual_seed(9);
+    let x = g.randn(&[5, 4], 0.0, 1.0, DType::F64).unwrap();
+    let w = g.randn(&[3, 4], 0.0, 1.0, DType::F64).unwrap();
+    let v = g.randn(&[4, 2], 0.0, 1.0, DType::F64).unwrap();
+    for p in [w, v] {
+        g.set_requires_grad(p, true).unwrap();
+    }
+    let step = |g: &mut Graph| {
+        let h = g.linear(x, w, None).unwrap(); // x·wᵀ: dW = Gᵀ·x
+        let z = g.matmul(x, v).unwrap(); // x·v: dV = xᵀ·G
+        let h = g.tanh(h).unwrap();
+        let z = g.tanh(z).unwrap();
+        let a = g.sum(h, &[], false).unwrap();
+        let b = g.sum(z, &[], false).unwrap();
+        let s = g.add(a, b).unwrap();
+        g.backward(s, None, false).unwrap();
+    };
+    step(&mut g);
+    let (gw, gv) = (g.grad(w).unwrap().unwrap(), g.grad(v).unwrap().unwrap());
+    let (once_w, once_v) = (g.to_vec_f64(gw).unwrap(), g.to_vec_f64(gv).unwrap());
+    let version = g.version(gw).unwrap();
+    step(&mut g);
+    assert_eq!(g.grad(w).unwrap(), Some(gw), "the same .grad tensor");
+    assert_eq!(g.grad(v).unwrap(), Some(gv));
+    assert!(g.version(gw).unwrap() > version, "written in place");
+    for (got, once) in [(g.to_vec_f64(gw).unwrap(), once_w), (g.to_vec_f64(gv).unwrap(), once_v)] {
+        for (a, b) in got.iter().zip(&once) {
+            assert!((a - 2.0 * b).abs() < 1e-12, "{a} vs 2 × {b}");
+        }
+    }
+}

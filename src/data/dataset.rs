@@ -120,7 +120,7 @@ impl Dataset {
         Ok(())
     }
 
-    /// The whole set as graph tensors: features [N, dim] float32 and labels [N] int64.
+    /// The whole set as graph tensors: features `[N, dim]` float32 and labels `[N]` int64.
     pub fn to_tensors(&self, g: &mut Graph) -> Result<(Tensor, Tensor)> {
         let x = g.from_slice(&self.features, &[self.len(), self.dim])?;
         let y = g.from_i64(&self.labels, &[self.len()])?;

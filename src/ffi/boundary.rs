@@ -186,6 +186,7 @@ pub extern "C" fn bp_status_name(status: bp_status) -> *const c_char {
         super::BP_ERR_ANOMALY => b"BP_ERR_ANOMALY\0",
         super::BP_ERR_INTERNAL => b"BP_ERR_INTERNAL\0",
         super::BP_ERR_UNSUPPORTED => b"BP_ERR_UNSUPPORTED\0",
+        super::BP_ERR_COLLECTIVE => b"BP_ERR_COLLECTIVE\0",
         _ => b"BP_ERR_UNKNOWN\0",
     };
     name.as_ptr() as *const c_char

@@ -12,7 +12,7 @@
 //! threads at once makes one of the calls fail instead of racing. Separate graphs share nothing, so
 //! there is no global lock on the hot path (the queue's mutex is taken only by `_new` and `_free`).
 
-use super::boundary::{boundary, error, slice_out, Out};
+use super::boundary::{boundary, error, slice_in, slice_out, Out};
 use super::bp_status;
 use crate::error::{ErrorKind, Result};
 use crate::graph::{Graph, Tensor};
@@ -30,7 +30,19 @@ const REUSE_DELAY: usize = 64;
 
 /// A graph: an arena of tensors and the record of the ops that made them. Opaque: C only holds
 /// pointers to it, made by `bp_graph_new` and released by `bp_graph_free`.
+#[repr(C)]
 pub struct bp_graph {
+    // Never constructed: a `*mut bp_graph` points to a [`Shell`]. Keeping the exported type opaque
+    // leaves the shell's layout free to be `repr(C)` (see there) without cbindgen exporting it.
+    _opaque: [u8; 0],
+}
+
+/// What a `bp_graph*` points to. `repr(C)` keeps `magic` at offset 0, so the forgery check reads a
+/// pointer's first 8 bytes and nothing else. (With Rust's layout `magic` sat after the ~2.8 KB
+/// `Graph`, so checking a forged pointer read far past the memory it named; found by the
+/// `c_abi_calls` fuzz target under AddressSanitizer.)
+#[repr(C)]
+struct Shell {
     magic: u64,
     live: AtomicBool,
     busy: AtomicBool,
@@ -40,14 +52,14 @@ pub struct bp_graph {
 
 // SAFETY: the graph inside is only reached through `with_graph` (or `bp_graph_free`), which hold the
 // `busy` flag, so at most one thread touches it at a time; `Graph` itself is `Send`.
-unsafe impl Sync for bp_graph {}
+unsafe impl Sync for Shell {}
 
 /// Freed shells, oldest first (addresses; a `*mut` is not `Send`).
 static PARKED: Mutex<VecDeque<usize>> = Mutex::new(VecDeque::new());
 
 /// Clears the busy flag when a call ends, also when it ends by a panic (which poisons the graph:
 /// its invariants may be broken half-way).
-struct BusyGuard<'a>(&'a bp_graph);
+struct BusyGuard<'a>(&'a Shell);
 
 impl Drop for BusyGuard<'_> {
     fn drop(&mut self) {
@@ -63,17 +75,21 @@ fn lock_shell<'a>(g: *mut bp_graph) -> Result<BusyGuard<'a>> {
     if g.is_null() {
         return Err(error(ErrorKind::InvalidArgument, "the graph is NULL"));
     }
-    if (g as usize) % std::mem::align_of::<bp_graph>() != 0 {
+    let g = g as *const Shell;
+    if (g as usize) % std::mem::align_of::<Shell>() != 0 {
         return Err(error(ErrorKind::InvalidHandle, "the graph pointer is forged: it is not aligned like a bp_graph"));
     }
     // SAFETY: the C contract is that `g` came from bp_graph_new. Shells are never deallocated, so even
     // after bp_graph_free this memory is a live shell; `magic` is written once before the pointer is
-    // handed out and never changed. For a pointer that did not come from bp_graph_new this read is the
-    // best-effort forgery check described in the module doc.
-    let shell: &'a bp_graph = unsafe { &*g };
-    if shell.magic != MAGIC {
+    // handed out and never changed. For a pointer that did not come from bp_graph_new this 8-byte read
+    // at offset 0 (repr(C)) is the best-effort forgery check described in the module doc: it touches
+    // only the first 8 bytes the pointer names, and no reference to a shell exists before it passes.
+    let magic = unsafe { std::ptr::addr_of!((*g).magic).read() };
+    if magic != MAGIC {
         return Err(error(ErrorKind::InvalidHandle, "the graph pointer is forged: it does not point to a bp_graph"));
     }
+    // SAFETY: the magic number marks memory written by `bp_graph_new` as a shell (see above).
+    let shell: &'a Shell = unsafe { &*g };
     if shell.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
         return Err(error(ErrorKind::InvalidArgument, "the graph is being used by another thread right now; a graph must be used by one thread at a time"));
     }
@@ -112,7 +128,7 @@ pub extern "C" fn bp_graph_new(graph_out: *mut *mut bp_graph) -> bp_status {
             if parked.len() > REUSE_DELAY { parked.pop_front() } else { None }
         };
         let fresh = || {
-            Box::into_raw(Box::new(bp_graph {
+            Box::into_raw(Box::new(Shell {
                 magic: MAGIC,
                 live: AtomicBool::new(true),
                 busy: AtomicBool::new(false),
@@ -123,7 +139,7 @@ pub extern "C" fn bp_graph_new(graph_out: *mut *mut bp_graph) -> bp_status {
         let shell: *mut bp_graph = match reused {
             Some(addr) => {
                 // SAFETY: parked addresses are shells made by `fresh` and never deallocated.
-                let parked: &bp_graph = unsafe { &*(addr as *const bp_graph) };
+                let parked: &Shell = unsafe { &*(addr as *const Shell) };
                 // A thread calling through a stale pointer may hold the flag for a moment; then this
                 // shell waits for another turn.
                 if parked.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
@@ -135,10 +151,10 @@ pub extern "C" fn bp_graph_new(graph_out: *mut *mut bp_graph) -> bp_status {
                     addr as *mut bp_graph
                 } else {
                     PARKED.lock().unwrap_or_else(|p| p.into_inner()).push_back(addr);
-                    fresh()
+                    fresh() as *mut bp_graph
                 }
             }
-            None => fresh(),
+            None => fresh() as *mut bp_graph,
         };
         out.write(shell);
         Ok(())
@@ -260,6 +276,49 @@ pub extern "C" fn bp_graph_manual_seed(graph: *mut bp_graph, seed: u64) -> bp_st
     }))
 }
 
+/// The number of `uint32_t` words in a saved random-generator state.
+pub const BP_GENERATOR_STATE_WORDS: usize = 630;
+
+/// Copies the whole state of the graph's random generator (seed, position, cached normal sample and
+/// the 624 Mersenne Twister words) into `words_out[0..len]`; `len` must be `BP_GENERATOR_STATE_WORDS`.
+/// Restoring it with `bp_graph_set_generator_state` makes the generator continue exactly from here
+/// (for checkpoints that resume bit for bit).
+///
+/// Ownership: the caller owns `words_out`; the library keeps no pointer to it.
+#[no_mangle]
+pub extern "C" fn bp_graph_get_generator_state(graph: *mut bp_graph, words_out: *mut u32, len: usize) -> bp_status {
+    boundary(|| {
+        if len != BP_GENERATOR_STATE_WORDS {
+            return Err(error(ErrorKind::InvalidArgument, format!("the state has {} words, not {}", BP_GENERATOR_STATE_WORDS, len)));
+        }
+        let dst = slice_out(words_out, len, "words_out")?;
+        let words = with_graph(graph, |g| Ok(g.generator().to_words()))?;
+        if words.len() != len {
+            return Err(error(ErrorKind::Internal, "the generator state changed size"));
+        }
+        dst.copy_from_slice(&words);
+        Ok(())
+    })
+}
+
+/// Replaces the graph's random generator with a state saved by `bp_graph_get_generator_state`
+/// (`len` must be `BP_GENERATOR_STATE_WORDS`). Malformed words fail with `BP_ERR_FORMAT` and leave the
+/// generator unchanged.
+///
+/// Ownership: `words` is only read during the call.
+#[no_mangle]
+pub extern "C" fn bp_graph_set_generator_state(graph: *mut bp_graph, words: *const u32, len: usize) -> bp_status {
+    boundary(|| {
+        let src = slice_in(words, len, "words")?;
+        let gen = crate::rng::Generator::from_words(src)
+            .ok_or_else(|| error(ErrorKind::Format, format!("not a generator state ({} words; {} expected)", len, BP_GENERATOR_STATE_WORDS)))?;
+        with_graph(graph, |g| {
+            g.set_generator(gen);
+            Ok(())
+        })
+    })
+}
+
 /// Turns gradient recording on or off (off is PyTorch's `torch.no_grad()`): with it off, ops record
 /// nothing and their results do not require grad. Writes the previous setting to `*previous_out` when
 /// it is not NULL, so that a caller can restore it.
@@ -342,6 +401,11 @@ mod tests {
     }
 
     #[test]
+    fn generator_state_size_matches_the_engine() {
+        assert_eq!(crate::rng::Generator::new(5).to_words().len(), BP_GENERATOR_STATE_WORDS);
+    }
+
+    #[test]
     fn a_graph_in_use_is_refused_instead_of_raced() {
         let g = new_graph();
         // While one call holds the graph, any other call on it (here: from inside the first) is refused.
@@ -359,6 +423,27 @@ mod tests {
         assert_eq!(bp_graph_reset(h), BP_OK);
         assert_eq!(bp_graph_free(g), BP_OK, "a poisoned graph can still be freed");
         assert_eq!(bp_graph_free(h), BP_OK);
+    }
+
+    /// Regression (c_abi_calls fuzz target, AddressSanitizer): checking a forged pointer read the magic
+    /// number ~2.8 KB past it. Now only its first 8 bytes are read: a forged pointer to the last 8
+    /// readable bytes before an inaccessible page is rejected instead of faulting.
+    #[test]
+    fn a_forged_graph_pointer_is_checked_by_reading_its_first_8_bytes_only() {
+        const PAGE: usize = 4096;
+        // SAFETY: an anonymous private mapping of two pages, checked for failure; the second page is
+        // made inaccessible, the first is readable and writable and holds no shell.
+        let base = unsafe {
+            let p = libc::mmap(std::ptr::null_mut(), 2 * PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+            assert_ne!(p, libc::MAP_FAILED);
+            assert_eq!(libc::mprotect((p as *mut u8).add(PAGE) as *mut libc::c_void, PAGE, libc::PROT_NONE), 0);
+            p as *mut u8
+        };
+        let forged = base.wrapping_add(PAGE - 8) as *mut bp_graph;
+        assert_eq!(bp_graph_reset(forged), BP_ERR_INVALID_HANDLE);
+        assert_eq!(bp_graph_free(forged), BP_ERR_INVALID_HANDLE);
+        // SAFETY: unmapping the mapping made above; nothing refers to it any more.
+        unsafe { assert_eq!(libc::munmap(base as *mut libc::c_void, 2 * PAGE), 0) };
     }
 
     #[test]

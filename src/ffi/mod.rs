@@ -35,7 +35,13 @@
 
 pub mod autograd;
 pub mod boundary;
+pub mod data;
+pub mod distributed;
 pub mod graph;
+pub mod io;
+pub mod nn;
+pub(crate) mod object;
+pub mod optim;
 pub mod ops;
 pub mod tensor;
 pub mod version;
@@ -74,6 +80,9 @@ pub const BP_ERR_ANOMALY: bp_status = 9;
 pub const BP_ERR_INTERNAL: bp_status = 10;
 /// The operation is not supported (yet).
 pub const BP_ERR_UNSUPPORTED: bp_status = 11;
+/// A collective operation (all-reduce, broadcast) of data-parallel training failed: a callback returned
+/// an error, a peer rank died, or a timeout expired.
+pub const BP_ERR_COLLECTIVE: bp_status = 12;
 
 /// The status code of an engine error kind. The match is exhaustive: a new kind needs a new code.
 pub(crate) fn status_of(kind: ErrorKind) -> bp_status {
@@ -89,6 +98,7 @@ pub(crate) fn status_of(kind: ErrorKind) -> bp_status {
         ErrorKind::Anomaly => BP_ERR_ANOMALY,
         ErrorKind::Internal => BP_ERR_INTERNAL,
         ErrorKind::Unsupported => BP_ERR_UNSUPPORTED,
+        ErrorKind::Collective => BP_ERR_COLLECTIVE,
     }
 }
 
@@ -138,7 +148,7 @@ mod tests {
         let kinds = [
             ErrorKind::InvalidArgument, ErrorKind::ShapeMismatch, ErrorKind::InvalidHandle, ErrorKind::OutOfMemory,
             ErrorKind::Autograd, ErrorKind::DType, ErrorKind::Io, ErrorKind::Format, ErrorKind::Anomaly,
-            ErrorKind::Internal, ErrorKind::Unsupported,
+            ErrorKind::Internal, ErrorKind::Unsupported, ErrorKind::Collective,
         ];
         for k in kinds {
             assert_eq!(status_of(k), k.code(), "{:?}", k);

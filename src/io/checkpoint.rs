@@ -5,7 +5,8 @@
 //!   `model.load_state_dict({k: v for k, v in load_file(path).items() if k in model.state_dict()})` works;
 //! - `optim.<param>.<buffer>` (float32, the parameter's shape: `exp_avg`, `exp_avg_sq`,
 //!   `momentum_buffer`, …) and `optim.<param>.step` (int64 scalar); `optim.lr` (float64 scalar);
-//!   metadata `optim.type` ("sgd", "adam", "adamw", "rmsprop");
+//!   metadata `optim.type` ("sgd", "adam", "adamw", "rmsprop") and `optim.config` (the other
+//!   hyperparameters as text; a checkpoint made with other values is refused);
 //! - `schedule.last_epoch` (int64), `schedule.base_lr` and `schedule.last_lr` (float64); metadata
 //!   `schedule.type`;
 //! - `rng.graph`: the graph's generator (int64 words, each holding 32 bits) — dropout draws from it;
@@ -91,6 +92,7 @@ pub fn save_checkpoint(path: &Path, g: &Graph, model: &Sequential, parts: Traini
     st.insert("rng.graph", words(g.generator()))?;
     if let Some(opt) = parts.optimizer {
         st.set_metadata("optim.type", opt.kind());
+        st.set_metadata("optim.config", &opt.config_text());
         st.insert("optim.lr", scalar_f64(opt.lr()))?;
         let state = opt.state();
         for s in &state.slots {
@@ -175,7 +177,8 @@ fn get_generator(st: &SafeTensors, name: &str) -> Result<Generator> {
 }
 
 /// Loads parameters by state_dict name into the model: every parameter must be present with its
-/// shape as float32, and no other tensor may be (PyTorch's `strict=True`). Files written by PyTorch
+/// shape, and no other tensor may be (PyTorch's `strict=True`); F64, F16 and BF16 values are converted
+/// to float32 as PyTorch's `load_state_dict` converts them. Files written by PyTorch
 /// (`safetensors.torch.save_file(model.state_dict(), path)`) load here.
 pub fn load_weights(path: &Path, g: &mut Graph, model: &Sequential) -> Result<()> {
     let st = SafeTensors::read(path)?;
@@ -198,9 +201,13 @@ fn check_params(st: &SafeTensors, g: &Graph, model: &Sequential) -> Result<Vec<(
         if src.shape != dims {
             bail!(Format, "parameter {:?} has shape {:?} in the file, {:?} in the model", name, src.shape, dims);
         }
+        // Other float types convert, as PyTorch's load_state_dict copies into the parameter's dtype.
         let data = match src.dtype {
             StDtype::F32 => src.to_f32()?,
-            d => bail!(Format, "parameter {:?} is {} in the file; only F32 parameters are loaded", name, d.name()),
+            StDtype::F64 => src.to_f64()?.into_iter().map(|v| v as f32).collect(),
+            StDtype::F16 => src.data.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+            StDtype::BF16 => src.data.chunks_exact(2).map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)).collect(),
+            d => bail!(Format, "parameter {:?} is {} in the file; parameters must be floating-point", name, d.name()),
         };
         if g.dtype(t)? != crate::DType::F32 {
             bail!(DType, "parameter {:?} of the model is not float32", name);
@@ -208,6 +215,24 @@ fn check_params(st: &SafeTensors, g: &Graph, model: &Sequential) -> Result<Vec<(
         out.push((name, data));
     }
     Ok(out)
+}
+
+/// IEEE half precision to single (exact: every half value is a float).
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let man = (h & 0x3ff) as u32;
+    let bits = match (exp, man) {
+        (0, 0) => sign,
+        // Subnormal: value = man · 2^-24, exact in f32.
+        (0, m) => {
+            let v = m as f32 * 2.0f32.powi(-24);
+            return if sign != 0 { -v } else { v };
+        }
+        (0x1f, m) => sign | 0x7f80_0000 | (m << 13),
+        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
+    };
+    f32::from_bits(bits)
 }
 
 /// Restores a checkpoint written by [`save_checkpoint`] into the model, the graph's generator and
@@ -245,6 +270,10 @@ fn validate_and_restore(st: &SafeTensors, g: &mut Graph, model: &Sequential, par
             if kind != opt.kind() {
                 bail!(Format, "the checkpoint's optimizer is {:?}, this one is {:?}", kind, opt.kind());
             }
+            let config = st.metadata("optim.config").ok_or_else(|| err!(Format, "the checkpoint's optimizer has no recorded configuration"))?;
+            if config != opt.config_text() {
+                bail!(Format, "the checkpoint's {} was configured with {}, this one with {}", kind, config, opt.config_text());
+            }
             let lr = get_f64(st, "optim.lr")?;
             let state = opt.state();
             let mut known: Vec<String> = vec!["optim.lr".into()];
@@ -266,7 +295,8 @@ fn validate_and_restore(st: &SafeTensors, g: &mut Graph, model: &Sequential, par
                     bufs.push(take(st, &name, StDtype::F32, &s.dims)?.to_f32()?);
                     known.push(name);
                 }
-                if !bufs.is_empty() && bufs.len() != state.buffer_names.len() {
+                let required = step > 0 && opt.stepped_state_has_buffers();
+                if (required || !bufs.is_empty()) && bufs.len() != state.buffer_names.len() {
                     bail!(Format, "optimizer state of {:?} is incomplete: {} of its buffers {:?}", s.name, bufs.len(), state.buffer_names);
                 }
                 slots.push((step, bufs));

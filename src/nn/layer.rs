@@ -9,16 +9,16 @@ use crate::graph::{Graph, Tensor};
 /// One layer of a [`Sequential`](super::Sequential).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Layer {
-    /// y = x·Wᵀ + b with W of shape [out, in] (PyTorch's layout) and an optional bias [out].
+    /// y = x·Wᵀ + b with W of shape `[out, in]` (PyTorch's layout) and an optional bias `[out]`.
     Linear {
-        /// [out_features, in_features]
+        /// `[out_features, in_features]`
         weight: Tensor,
-        /// [out_features], if the layer has a bias.
+        /// `[out_features]`, if the layer has a bias.
         bias: Option<Tensor>,
     },
-    /// Looks up rows of `weight` [num_embeddings, dim] for int64 indices of any shape.
+    /// Looks up rows of `weight` `[num_embeddings, dim]` for int64 indices of any shape.
     Embedding {
-        /// [num_embeddings, embedding_dim]
+        /// `[num_embeddings, embedding_dim]`
         weight: Tensor,
     },
     /// Normalises over the last `normalized_dims` dimensions (biased variance, as PyTorch), then scales

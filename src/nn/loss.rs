@@ -10,7 +10,7 @@ use crate::dtype::Float;
 
 pub use crate::ops::loss::CrossEntropyOptions;
 
-/// Cross-entropy of logits [N, C] against int64 classes [N] with PyTorch's options.
+/// Cross-entropy of logits `[N, C]` against int64 classes `[N]` with PyTorch's options.
 pub fn cross_entropy(g: &mut Graph, logits: Tensor, target: Tensor, opt: CrossEntropyOptions) -> Result<Tensor> {
     g.cross_entropy_with(logits, target, opt)
 }
@@ -41,7 +41,7 @@ fn same_shape(g: &Graph, a: Tensor, b: Tensor, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Negative log-likelihood of log-probabilities [N, C] against int64 classes [N], as `F.nll_loss`:
+/// Negative log-likelihood of log-probabilities `[N, C]` against int64 classes `[N]`, as `F.nll_loss`:
 /// the mean is over the samples whose target is not `ignore_index`.
 pub fn nll_loss(g: &mut Graph, log_probs: Tensor, target: Tensor, reduction: Reduction, ignore_index: i64) -> Result<Tensor> {
     let (sl, st) = (g.shape(log_probs)?, g.shape(target)?);
@@ -110,7 +110,7 @@ pub fn smooth_l1_loss(g: &mut Graph, input: Tensor, target: Tensor, reduction: R
     reduce(g, per, reduction)
 }
 
-/// The fraction of rows of `logits` [N, C] whose largest entry (the first, on ties) is at the target.
+/// The fraction of rows of `logits` `[N, C]` whose largest entry (the first, on ties) is at the target.
 pub fn accuracy(g: &Graph, logits: Tensor, target: Tensor) -> Result<f64> {
     let s = g.shape(logits)?;
     if s.rank() != 2 || g.shape(target)?.dims() != [s.dim(0)] || g.dtype(target)? != DType::I64 {

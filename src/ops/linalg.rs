@@ -85,15 +85,56 @@ impl Graph {
         })
     }
 
+    /// In a backward that accumulates into `.grad` without create_graph, adds op(a)·op(b) straight into
+    /// the existing `.grad` of the leaf `target` (gemm with beta = 1: no temporary, no separate add) and
+    /// returns true. Returns false when that does not apply (create_graph, the functional form, no
+    /// `.grad` yet, batched operands, shared storage); the caller then returns a new gradient tensor.
+    fn gemm_into_grad(&mut self, target: Tensor, a: Tensor, ta: bool, b: Tensor, tb: bool) -> Result<bool> {
+        if !self.fuse_grad_accumulation {
+            return Ok(false);
+        }
+        let e = self.entry(target)?;
+        let Some(gt) = e.grad.filter(|_| e.node.is_none() && e.requires_grad) else { return Ok(false) };
+        let target_shape = e.shape;
+        let Ok(ge) = self.entry(gt) else { return Ok(false) };
+        let (gshape, dt) = (ge.shape, ge.buf.dtype());
+        let (sa, sb) = (self.shape(a)?, self.shape(b)?);
+        if sa.rank() != 2 || sb.rank() != 2 || gshape != target_shape || gt == a || gt == b {
+            return Ok(false);
+        }
+        if self.dtype(a)? != dt || self.dtype(b)? != dt {
+            return Ok(false);
+        }
+        let region = self.region_of(gt)?;
+        if region.is_some() && (self.region_of(a)? == region || self.region_of(b)? == region) {
+            return Ok(false);
+        }
+        let (oa, ob) = (Operand::of(&sa, ta)?, Operand::of(&sb, tb)?);
+        let ((m, k), (k2, n)) = (oa.logical(), ob.logical());
+        if k != k2 || gshape.dims() != [m, n] {
+            return Ok(false);
+        }
+        let ((rsa, csa), (rsb, csb)) = (oa.strides(), ob.strides());
+        float_dispatch!(dt, T => {
+            self.with_storage_taken::<T, _>(gt, |g, c| -> Result<()> {
+                T::gemm(m, k, n, T::ONE, g.data::<T>(a)?, rsa, csa, g.data::<T>(b)?, rsb, csb, T::ONE, c, n as isize, 1);
+                Ok(())
+            })??;
+        });
+        Ok(true)
+    }
+
     pub(crate) fn matmul_backward(&mut self, a: Tensor, b: Tensor, ta: bool, tb: bool, g: Tensor, needs: &[bool]) -> Result<Grads> {
-        let da = if needs[0] {
+        let fused_a = needs[0] && if ta { self.gemm_into_grad(a, b, tb, g, true)? } else { self.gemm_into_grad(a, g, false, b, !tb)? };
+        let fused_b = needs[1] && if tb { self.gemm_into_grad(b, g, true, a, ta)? } else { self.gemm_into_grad(b, a, !ta, g, false)? };
+        let da = if needs[0] && !fused_a {
             let d = if ta { self.matmul_t(b, g, tb, true)? } else { self.matmul_t(g, b, false, !tb)? };
             let dims = self.shape(a)?;
             Some(self.sum_to_batch(d, dims.dims())?)
         } else {
             None
         };
-        let db = if needs[1] {
+        let db = if needs[1] && !fused_b {
             let d = if tb { self.matmul_t(g, a, true, ta)? } else { self.matmul_t(a, g, !ta, false)? };
             let dims = self.shape(b)?;
             Some(self.sum_to_batch(d, dims.dims())?)
@@ -154,7 +195,7 @@ impl Graph {
 
     pub(crate) fn linear_backward(&mut self, x: Tensor, w: Tensor, b: Option<Tensor>, g: Tensor, needs: &[bool]) -> Result<Grads> {
         let gx = if needs[0] { Some(self.matmul_t(g, w, false, false)?) } else { None };
-        let gw = if needs[1] {
+        let gw = if needs[1] && !self.gemm_into_grad(w, g, true, x, false)? {
             let (sx, sg) = (self.shape(x)?, self.shape(g)?);
             Some(if sx.rank() == 2 {
                 self.matmul_t(g, x, true, false)?

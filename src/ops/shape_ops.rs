@@ -209,6 +209,9 @@ impl Graph {
         let size = shape.dim(d) as i64;
         let clamp = |v: i64| if v < 0 { (v + size).max(0) } else { v.min(size) };
         let (s, e) = (clamp(start), clamp(end));
+        // A step past the dimension takes one element, as the dimension itself would; capping it keeps
+        // the length and stride arithmetic below from overflowing for a step near i64::MAX.
+        let step = step.min(size.max(1));
         let len = if e > s { ((e - s + step - 1) / step) as usize } else { 0 };
         let (s, step) = (s as usize, step as usize);
         let out_shape = shape.with_dim(d, len);
@@ -233,7 +236,7 @@ impl Graph {
         let fits = xs.rank() == shape.rank()
             && (0..xs.rank()).all(|i| i == dim || xs.dim(i) == shape.dim(i))
             && step > 0
-            && (len == 0 || start + (len - 1) * step < shape.dim(dim));
+            && (len == 0 || (len - 1).checked_mul(step).and_then(|n| n.checked_add(start)).is_some_and(|last| last < shape.dim(dim)));
         if !fits {
             bail!(ShapeMismatch, "slice_scatter: {:?} does not fit into {:?} at dim {}", xs, shape, dim);
         }

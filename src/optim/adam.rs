@@ -83,27 +83,22 @@ impl Optimizer for Adam {
             let l2 = if c.decoupled { 0.0 } else { c.weight_decay as f32 };
             let shrink = (1.0 - c.lr * c.weight_decay) as f32;
             let decoupled = c.decoupled && c.weight_decay != 0.0;
+            let k = AdamStep { step_size, bc2_sqrt, w1, b2, w2, eps, l2, shrink };
             let (m, rest) = s.buffers.split_at_mut(1);
             let (v, vmax) = rest.split_at_mut(1);
             let (m, v) = (&mut m[0][..], &mut v[0][..]);
-            let mut vmax = vmax.first_mut().map(|b| &mut b[..]);
+            let vmax = vmax.first_mut().map(|b| &mut b[..]);
             let done = with_grad(g, s.param, |w, grad| {
-                for i in 0..w.len() {
-                    if decoupled {
-                        w[i] *= shrink;
-                    }
-                    let d = if l2 != 0.0 { grad[i] + l2 * w[i] } else { grad[i] };
-                    m[i] += w1 * (d - m[i]); // lerp_(grad, 1 − β1)
-                    v[i] = v[i] * b2 + w2 * d * d;
-                    let second = match vmax.as_deref_mut() {
-                        Some(mx) => {
-                            mx[i] = mx[i].max(v[i]);
-                            mx[i]
-                        }
-                        None => v[i],
-                    };
-                    let denom = second.sqrt() / bc2_sqrt + eps;
-                    w[i] += step_size * m[i] / denom;
+                // One loop per combination of options, each free of branches so that it vectorises.
+                match (decoupled, l2 != 0.0, vmax) {
+                    (false, false, None) => k.run::<false, false>(w, grad, m, v),
+                    (false, true, None) => k.run::<false, true>(w, grad, m, v),
+                    (true, false, None) => k.run::<true, false>(w, grad, m, v),
+                    (true, true, None) => k.run::<true, true>(w, grad, m, v),
+                    (false, false, Some(mx)) => k.run_amsgrad::<false, false>(w, grad, m, v, mx),
+                    (false, true, Some(mx)) => k.run_amsgrad::<false, true>(w, grad, m, v, mx),
+                    (true, false, Some(mx)) => k.run_amsgrad::<true, false>(w, grad, m, v, mx),
+                    (true, true, Some(mx)) => k.run_amsgrad::<true, true>(w, grad, m, v, mx),
                 }
             })?;
             if done {
@@ -121,10 +116,61 @@ impl Optimizer for Adam {
     fn kind(&self) -> &'static str {
         if self.config.decoupled { "adamw" } else { "adam" }
     }
+    fn config_text(&self) -> String {
+        let c = &self.config;
+        format!("beta1={:?} beta2={:?} eps={:?} weight_decay={:?} amsgrad={}", c.beta1, c.beta2, c.eps, c.weight_decay, c.amsgrad)
+    }
     fn state(&self) -> &ParamStates {
         &self.state
     }
     fn state_mut(&mut self) -> &mut ParamStates {
         &mut self.state
+    }
+}
+
+/// The float32 constants of one Adam step for one parameter.
+struct AdamStep {
+    step_size: f32,
+    bc2_sqrt: f32,
+    w1: f32,
+    b2: f32,
+    w2: f32,
+    eps: f32,
+    l2: f32,
+    shrink: f32,
+}
+
+impl AdamStep {
+    /// The gradient after weight decay and the updated moments, for one element.
+    #[inline(always)]
+    fn moments<const DECOUPLED: bool, const L2: bool>(&self, w: &mut f32, grad: f32, m: &mut f32, v: &mut f32) {
+        if DECOUPLED {
+            *w *= self.shrink; // param.mul_(1 − lr·weight_decay)
+        }
+        let d = if L2 { grad + self.l2 * *w } else { grad }; // grad.add(param, alpha=weight_decay)
+        *m += self.w1 * (d - *m); // exp_avg.lerp_(grad, 1 − β1)
+        *v = *v * self.b2 + self.w2 * d * d; // exp_avg_sq.mul_(β2).addcmul_(grad, grad, 1 − β2)
+    }
+
+    /// param.addcdiv_(exp_avg, second.sqrt() / √bias_correction2 + eps, value=−step_size)
+    #[inline(always)]
+    fn update(&self, w: &mut f32, m: f32, second: f32) {
+        let denom = second.sqrt() / self.bc2_sqrt + self.eps;
+        *w += self.step_size * m / denom;
+    }
+
+    fn run<const DECOUPLED: bool, const L2: bool>(&self, w: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
+        for (((w, &grad), m), v) in w.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+            self.moments::<DECOUPLED, L2>(w, grad, m, v);
+            self.update(w, *m, *v);
+        }
+    }
+
+    fn run_amsgrad<const DECOUPLED: bool, const L2: bool>(&self, w: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], vmax: &mut [f32]) {
+        for ((((w, &grad), m), v), mx) in w.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()).zip(vmax.iter_mut()) {
+            self.moments::<DECOUPLED, L2>(w, grad, m, v);
+            *mx = mx.max(*v); // torch.maximum(max_exp_avg_sq, exp_avg_sq)
+            self.update(w, *m, *mx);
+        }
     }
 }

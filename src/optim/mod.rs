@@ -18,8 +18,7 @@ pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use schedule::{LrSchedule, Schedule};
 pub use sgd::{Sgd, SgdConfig};
 
-use crate::dtype::Float;
-use crate::error::{bail, err, Result};
+use crate::error::{bail, Result};
 use crate::graph::{Graph, Tensor};
 
 /// What every optimizer does.
@@ -36,6 +35,14 @@ pub trait Optimizer {
     fn state(&self) -> &ParamStates;
     /// Mutable per-parameter state, for restoring a checkpoint.
     fn state_mut(&mut self) -> &mut ParamStates;
+    /// The hyperparameters other than the learning rate, as text (`"momentum=0.9 dampening=0 …"`):
+    /// recorded in checkpoints, and a checkpoint made with other values is refused.
+    fn config_text(&self) -> String;
+    /// Whether a parameter that has taken a step always has its buffers (Adam, RMSprop); SGD's
+    /// momentum buffer may be absent, as PyTorch's `momentum_buffer` may be None.
+    fn stepped_state_has_buffers(&self) -> bool {
+        true
+    }
     /// Drops the `.grad` of every parameter (`zero_grad(set_to_none=True)`, PyTorch's default).
     fn zero_grad(&self, g: &mut Graph) -> Result<()> {
         for s in &self.state().slots {
@@ -108,27 +115,12 @@ pub fn by_position(params: &[Tensor]) -> Vec<(String, Tensor)> {
 }
 
 /// Runs `f(param, grad)` on the parameter's data and its gradient's, when it has one; returns whether
-/// it did. The gradient's buffer is moved out for the call and back (no copy, no allocation).
+/// it did. The gradient's buffer is moved out for the call and back (no copy, no allocation), whether
+/// it is the gradient's own or the flat buffer of a flattened group.
 pub(crate) fn with_grad(g: &mut Graph, p: Tensor, f: impl FnOnce(&mut [f32], &[f32])) -> Result<bool> {
     let Some(gt) = g.grad(p)? else { return Ok(false) };
-    let gbuf = {
-        let e = g.entry_mut(gt)?;
-        std::mem::take(f32::slice_mut(&mut e.buf).ok_or_else(|| err!(DType, "the gradient is not float32"))?)
-    };
-    let r = match g.data_mut::<f32>(p) {
-        Ok(w) if w.len() == gbuf.len() => {
-            f(w, &gbuf);
-            Ok(true)
-        }
-        Ok(w) => Err(err!(ShapeMismatch, "the gradient has {} elements, the parameter {}", gbuf.len(), w.len())),
-        Err(e) => Err(e),
-    };
-    if let Ok(e) = g.entry_mut(gt) {
-        if let Some(v) = f32::slice_mut(&mut e.buf) {
-            *v = gbuf;
-        }
-    }
-    r
+    g.with_mut_and_ref::<f32, _>(p, gt, f)?;
+    Ok(true)
 }
 
 /// Runs `f(grad)` on the parameter's gradient in place, when it has one.

@@ -95,6 +95,10 @@ impl Optimizer for RmsProp {
     fn kind(&self) -> &'static str {
         "rmsprop"
     }
+    fn config_text(&self) -> String {
+        let c = &self.config;
+        format!("alpha={:?} eps={:?} weight_decay={:?} momentum={:?} centered={}", c.alpha, c.eps, c.weight_decay, c.momentum, c.centered)
+    }
     fn state(&self) -> &ParamStates {
         &self.state
     }

@@ -92,6 +92,13 @@ impl Optimizer for Sgd {
     fn kind(&self) -> &'static str {
         "sgd"
     }
+    fn config_text(&self) -> String {
+        let c = &self.config;
+        format!("momentum={:?} dampening={:?} weight_decay={:?} nesterov={}", c.momentum, c.dampening, c.weight_decay, c.nesterov)
+    }
+    fn stepped_state_has_buffers(&self) -> bool {
+        false
+    }
     fn state(&self) -> &ParamStates {
         &self.state
     }

@@ -116,6 +116,10 @@ static void non_scalar_root_needs_an_explicit_gradient(void) {
     bp_tensor wrong = t64(g, w, 2, d2, 1);
     FAILS(bp_backward(g, y, &wrong, true, false), BP_ERR_SHAPE_MISMATCH);
     seed = t64(g, w, 3, d3, 1);
+    float wf[3] = {1, 10, 100};
+    bp_tensor seed32;
+    OK(bp_tensor_from_f32(g, wf, 3, d3, 1, &seed32));
+    FAILS(bp_backward(g, y, &seed32, true, false), BP_ERR_DTYPE);
     OK(bp_backward(g, y, &seed, false, false));
     CHECK_NEAR(grad_at(g, x, 1), 2 * 2 * 10, 0);
     CHECK_NEAR(grad_at(g, x, 2), 2 * 3 * 100, 0);
@@ -239,6 +243,17 @@ static void writing_a_saved_tensor_in_place_breaks_backward(void) {
     OK(bp_graph_free(g));
 }
 
+static void freeing_a_saved_tensor_breaks_backward(void) {
+    bp_graph *g = fresh();
+    bp_tensor x = t64_param(g, xv, 3, d3, 1), w = t64(g, xv, 3, d3, 1), p, s;
+    OK(bp_mul(g, x, w, &p)); /* mul saves w to compute d/dx */
+    OK(bp_sum(g, p, NULL, 0, false, &s));
+    OK(bp_tensor_free(g, w));
+    FAILS(bp_backward(g, s, NULL, false, false), BP_ERR_AUTOGRAD);
+    CHECK(strstr(bp_last_error_message(), "freed") != NULL);
+    OK(bp_graph_free(g));
+}
+
 static void an_op_without_a_gradient_fails_by_name(void) {
     bp_graph *g = fresh();
     const int64_t d13[2] = {1, 3}, d1[1] = {1}, target[1] = {2};
@@ -291,6 +306,7 @@ int main(void) {
     no_grad_mode_records_nothing();
     detach_cuts_history_and_copies();
     writing_a_saved_tensor_in_place_breaks_backward();
+    freeing_a_saved_tensor_breaks_backward();
     an_op_without_a_gradient_fails_by_name();
     anomaly_detection_names_the_op();
     reset_keeps_parameters_and_their_gradients();

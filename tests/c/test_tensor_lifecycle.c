@@ -142,6 +142,24 @@ static void random_tensors(bp_graph *g) {
     OK(bp_tensor_read_f32(g, r2, rv2, 1000));
     CHECK(memcmp(rv, rv2, sizeof rv) == 0);
     FAILS(bp_tensor_rand(g, BP_DTYPE_I64, dims, 1, 0, 1, &r), BP_ERR_DTYPE);
+
+    /* A saved generator state resumes the exact sequence, normal samples included. */
+    uint32_t state[BP_GENERATOR_STATE_WORDS], bad[BP_GENERATOR_STATE_WORDS];
+    OK(bp_tensor_randn(g, BP_DTYPE_F64, dims, 1, 0, 1, &n));
+    OK(bp_graph_get_generator_state(g, state, BP_GENERATOR_STATE_WORDS));
+    OK(bp_tensor_randn(g, BP_DTYPE_F64, dims, 1, 0, 1, &n));
+    OK(bp_tensor_read_f64(g, n, nv, 1000));
+    OK(bp_graph_manual_seed(g, 99));
+    OK(bp_graph_set_generator_state(g, state, BP_GENERATOR_STATE_WORDS));
+    double again[1000];
+    OK(bp_tensor_randn(g, BP_DTYPE_F64, dims, 1, 0, 1, &n));
+    OK(bp_tensor_read_f64(g, n, again, 1000));
+    CHECK(memcmp(nv, again, sizeof again) == 0);
+    memcpy(bad, state, sizeof bad);
+    bad[2] = 100000; /* a position past the end of the state */
+    FAILS(bp_graph_set_generator_state(g, bad, BP_GENERATOR_STATE_WORDS), BP_ERR_FORMAT);
+    FAILS(bp_graph_set_generator_state(g, state, 10), BP_ERR_FORMAT);
+    FAILS(bp_graph_get_generator_state(g, state, 10), BP_ERR_INVALID_ARGUMENT);
     FAILS(bp_tensor_randint(g, 3, 3, dims, 1, &k), BP_ERR_INVALID_ARGUMENT);
 }
 

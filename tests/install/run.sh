@@ -3,6 +3,10 @@
 # with find_package(bp); runs each program. Usage: run.sh BUILD_DIR SOURCE_DIR CMAKE CC PKG_CONFIG
 set -eu
 build=$1 src=$2 cmake=$3 cc=$4 pkgconfig=${5:-pkg-config}
+if ! command -v "$pkgconfig" >/dev/null 2>&1; then
+    echo "run.sh: pkg-config is not installed (scripts/test.sh installs it)" >&2
+    exit 1
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/bp-install-test.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 prefix=$work/prefix

@@ -51,7 +51,9 @@ check(t["optim.lr"].dtype == np.float64 and t["optim.lr"] == 0.5, "optim.lr is f
 check(t["rng.graph"].dtype == np.int64 and t["rng.graph"].shape == (630,), "rng.graph is 630 int64 words")
 with safe_open(ckpt, framework="np") as f:
     meta = f.metadata()
-check(meta == {"format": "backprop.checkpoint.v1", "optim.type": "sgd", "note": "interop"}, f"metadata {meta}")
+want_meta = {"format": "backprop.checkpoint.v1", "optim.type": "sgd", "note": "interop",
+             "optim.config": "momentum=0.9 dampening=0.0 weight_decay=0.0 nesterov=false"}
+check(meta == want_meta, f"metadata {meta}")
 
 # 2. A state_dict written by the reference implementation, loaded and run by us.
 weights = {name: (pattern(shape) * 0.7).astype(np.float32) for name, shape in SHAPES.items()}

@@ -1,0 +1,3 @@
+module github.com/backprop/bp/bindings/go
+
+go 1.21
