@@ -6,27 +6,12 @@ use bp::distributed::{DataParallel, InProcessGroup};
 use bp::nn::{Layer, Sequential};
 use bp::optim::{Adam, AdamConfig, Optimizer};
 use bp::{DType, Graph};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use counting_alloc::allocations_on_this_thread;
 use std::time::Duration;
 
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+#[path = "harness/counting_alloc.rs"]
+mod counting_alloc;
 
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwards the caller's layout unchanged to the system allocator.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` came from `alloc` above with this layout.
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 #[test]
 fn steady_state_gradient_averaging_and_optimizer_steps_allocate_nothing() {
@@ -43,11 +28,12 @@ fn steady_state_gradient_averaging_and_optimizer_steps_allocate_nothing() {
     dp.backward(&mut g, s).unwrap();
     opt.step(&mut g).unwrap(); // allocates Adam's state and the collective's scratch
     dp.average_gradients(&mut g).unwrap();
-    let before = ALLOCS.load(Ordering::Relaxed);
-    for _ in 0..10 {
-        opt.zero_grad(&mut g).unwrap();
-        dp.average_gradients(&mut g).unwrap();
-        opt.step(&mut g).unwrap();
-    }
-    assert_eq!(ALLOCS.load(Ordering::Relaxed) - before, 0, "allocated during steady-state data-parallel steps");
+    let n = allocations_on_this_thread(|| {
+        for _ in 0..10 {
+            opt.zero_grad(&mut g).unwrap();
+            dp.average_gradients(&mut g).unwrap();
+            opt.step(&mut g).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "allocated during steady-state data-parallel steps");
 }

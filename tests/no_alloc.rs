@@ -7,55 +7,11 @@
 use bp::nn::{Layer, Sequential};
 use bp::optim::{Optimizer, Sgd, SgdConfig};
 use bp::{DType, Graph, Tensor};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-struct Counting;
+#[path = "harness/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocations;
 
-/// Allocations by any thread of the process (the worker threads too) while counting is on. The file
-/// holds a single test, so nothing else runs meanwhile.
-static COUNT: AtomicUsize = AtomicUsize::new(0);
-static ON: AtomicBool = AtomicBool::new(false);
-
-fn note() {
-    if ON.load(Ordering::Relaxed) {
-        COUNT.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        note();
-        // SAFETY: forwards the caller's layout unchanged to the system allocator.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        note();
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: `p` came from this allocator with layout `l`.
-        unsafe { System.realloc(p, l, new_size) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` came from this allocator with layout `l`.
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations made while `f` runs.
-fn allocations(f: impl FnOnce()) -> usize {
-    COUNT.store(0, Ordering::SeqCst);
-    ON.store(true, Ordering::SeqCst);
-    f();
-    ON.store(false, Ordering::SeqCst);
-    COUNT.load(Ordering::SeqCst)
-}
 
 struct Workload {
     g: Graph,

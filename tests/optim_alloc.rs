@@ -4,26 +4,11 @@
 use bp::nn::{Layer, Sequential};
 use bp::optim::{Adam, AdamConfig, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig};
 use bp::{DType, Graph};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use counting_alloc::allocations_on_this_thread;
 
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+#[path = "harness/counting_alloc.rs"]
+mod counting_alloc;
 
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwards the caller's layout unchanged to the system allocator.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` came from `alloc` above with this layout.
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 fn check(make: impl Fn(&Graph, &Sequential) -> Box<dyn Optimizer>) {
     let mut g = Graph::new();
@@ -36,11 +21,12 @@ fn check(make: impl Fn(&Graph, &Sequential) -> Box<dyn Optimizer>) {
     let s = g.sum(y, &[], false).unwrap();
     g.backward(s, None, false).unwrap();
     opt.step(&mut g).unwrap(); // allocates the state
-    let before = ALLOCS.load(Ordering::Relaxed);
-    for _ in 0..10 {
-        opt.step(&mut g).unwrap();
-    }
-    assert_eq!(ALLOCS.load(Ordering::Relaxed) - before, 0, "{} allocated during steady-state steps", opt.kind());
+    let n = allocations_on_this_thread(|| {
+        for _ in 0..10 {
+            opt.step(&mut g).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{} allocated during steady-state steps", opt.kind());
 }
 
 #[test]
