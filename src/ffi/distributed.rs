@@ -10,7 +10,8 @@ use super::object::{free_object, impl_object, new_object, with_object, Shell};
 use super::bp_status;
 use crate::distributed::{Collective, CommStats, DataParallel};
 use crate::error::{ErrorKind, Result};
-use crate::graph::Tensor;
+use crate::flat::FlatParams;
+use crate::graph::{Graph, Tensor};
 use std::ffi::c_void;
 
 /// A collective callback: all-reduce (replace `buf[0..len]` on every rank with the elementwise sum over
@@ -185,13 +186,7 @@ pub extern "C" fn bp_data_parallel_parameters(
     data_out: *mut *mut f32,
     len_out: *mut usize,
 ) -> bp_status {
-    boundary(|| {
-        let (data_out, len_out) = (Out::new(data_out, "data_out")?, Out::new(len_out, "len_out")?);
-        let (p, n) = with_object(dp, |d: &mut DataParallel| with_graph(graph, |g| g.flat_params_mut::<f32>(d.flat()).map(|s| (s.as_mut_ptr(), s.len()))))?;
-        data_out.write(p);
-        len_out.write(n);
-        Ok(())
-    })
+    flat_buffer_out(graph, dp, data_out, len_out, Graph::flat_params_mut::<f32>)
 }
 
 /// The flat gradient buffer, laid out as the parameters (see `bp_data_parallel_parameters`; the same
@@ -205,9 +200,20 @@ pub extern "C" fn bp_data_parallel_gradients(
     data_out: *mut *mut f32,
     len_out: *mut usize,
 ) -> bp_status {
+    flat_buffer_out(graph, dp, data_out, len_out, Graph::flat_grads_mut::<f32>)
+}
+
+/// Writes the pointer and length of one of a data-parallel model's flat buffers (`buffer` picks which).
+fn flat_buffer_out(
+    graph: *mut super::bp_graph,
+    dp: *mut bp_data_parallel,
+    data_out: *mut *mut f32,
+    len_out: *mut usize,
+    buffer: for<'a> fn(&'a mut Graph, &FlatParams) -> Result<&'a mut [f32]>,
+) -> bp_status {
     boundary(|| {
         let (data_out, len_out) = (Out::new(data_out, "data_out")?, Out::new(len_out, "len_out")?);
-        let (p, n) = with_object(dp, |d: &mut DataParallel| with_graph(graph, |g| g.flat_grads_mut::<f32>(d.flat()).map(|s| (s.as_mut_ptr(), s.len()))))?;
+        let (p, n) = with_object(dp, |d: &mut DataParallel| with_graph(graph, |g| buffer(g, d.flat()).map(|s| (s.as_mut_ptr(), s.len()))))?;
         data_out.write(p);
         len_out.write(n);
         Ok(())
