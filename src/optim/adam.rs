@@ -1,6 +1,6 @@
 //! Adam and AdamW, as `torch.optim.Adam` / `torch.optim.AdamW` (`_single_tensor_adam`), with AMSGrad.
 
-use super::{non_negative, with_grad, Optimizer, ParamStates};
+use super::{optimizer_accessors, non_negative, with_grad, Optimizer, ParamStates};
 use crate::error::{bail, Result};
 use crate::graph::{Graph, Tensor};
 
@@ -107,24 +107,13 @@ impl Optimizer for Adam {
         }
         Ok(())
     }
-    fn lr(&self) -> f64 {
-        self.config.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.config.lr = lr;
-    }
+    optimizer_accessors!();
     fn kind(&self) -> &'static str {
         if self.config.decoupled { "adamw" } else { "adam" }
     }
     fn config_text(&self) -> String {
         let c = &self.config;
         format!("beta1={:?} beta2={:?} eps={:?} weight_decay={:?} amsgrad={}", c.beta1, c.beta2, c.eps, c.weight_decay, c.amsgrad)
-    }
-    fn state(&self) -> &ParamStates {
-        &self.state
-    }
-    fn state_mut(&mut self) -> &mut ParamStates {
-        &mut self.state
     }
 }
 

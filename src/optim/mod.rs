@@ -21,6 +21,26 @@ pub use sgd::{Sgd, SgdConfig};
 use crate::error::{bail, Result};
 use crate::graph::{Graph, Tensor};
 
+/// The accessors every optimizer shares: the learning rate lives in `self.config.lr`, the
+/// per-parameter state in `self.state`. Expands inside an `impl Optimizer for …` block.
+macro_rules! optimizer_accessors {
+    () => {
+        fn lr(&self) -> f64 {
+            self.config.lr
+        }
+        fn set_lr(&mut self, lr: f64) {
+            self.config.lr = lr;
+        }
+        fn state(&self) -> &ParamStates {
+            &self.state
+        }
+        fn state_mut(&mut self) -> &mut ParamStates {
+            &mut self.state
+        }
+    };
+}
+pub(crate) use optimizer_accessors;
+
 /// What every optimizer does.
 pub trait Optimizer {
     /// One update of every parameter that has a `.grad`.

@@ -1,6 +1,6 @@
 //! RMSprop, as `torch.optim.RMSprop` (`_single_tensor_rmsprop`), with momentum and the centred variant.
 
-use super::{non_negative, with_grad, Optimizer, ParamStates};
+use super::{optimizer_accessors, non_negative, with_grad, Optimizer, ParamStates};
 use crate::error::{bail, Result};
 use crate::graph::{Graph, Tensor};
 
@@ -86,23 +86,12 @@ impl Optimizer for RmsProp {
         }
         Ok(())
     }
-    fn lr(&self) -> f64 {
-        self.config.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.config.lr = lr;
-    }
+    optimizer_accessors!();
     fn kind(&self) -> &'static str {
         "rmsprop"
     }
     fn config_text(&self) -> String {
         let c = &self.config;
         format!("alpha={:?} eps={:?} weight_decay={:?} momentum={:?} centered={}", c.alpha, c.eps, c.weight_decay, c.momentum, c.centered)
-    }
-    fn state(&self) -> &ParamStates {
-        &self.state
-    }
-    fn state_mut(&mut self) -> &mut ParamStates {
-        &mut self.state
     }
 }

@@ -1,6 +1,6 @@
 //! Stochastic gradient descent, as `torch.optim.SGD` (`_single_tensor_sgd`).
 
-use super::{non_negative, with_grad, Optimizer, ParamStates};
+use super::{optimizer_accessors, non_negative, with_grad, Optimizer, ParamStates};
 use crate::error::{bail, Result};
 use crate::graph::{Graph, Tensor};
 
@@ -83,12 +83,7 @@ impl Optimizer for Sgd {
         }
         Ok(())
     }
-    fn lr(&self) -> f64 {
-        self.config.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.config.lr = lr;
-    }
+    optimizer_accessors!();
     fn kind(&self) -> &'static str {
         "sgd"
     }
@@ -98,11 +93,5 @@ impl Optimizer for Sgd {
     }
     fn stepped_state_has_buffers(&self) -> bool {
         false
-    }
-    fn state(&self) -> &ParamStates {
-        &self.state
-    }
-    fn state_mut(&mut self) -> &mut ParamStates {
-        &mut self.state
     }
 }
