@@ -460,7 +460,7 @@ bp_status bp_zero_grad(bp_graph *graph,
 
 /**
  * The functional gradient, as `torch.autograd.grad(outputs, inputs, grad_outputs, retain_graph,
- * create_graph)`: writes d(Σ outputs·grad_outputs)/d inputs[i] to `grads_out[i]` without touching any
+ * create_graph)`: writes d(Σ outputs·grad_outputs)/d `inputs[i]` to `grads_out[i]` without touching any
  * `.grad`. `grad_outputs` may be NULL (with `n_grad_outputs` 0) when every output has one element;
  * otherwise it has one entry per output, the null handle meaning "seed with 1". `grads_len` must
  * equal `n_inputs`. An input the outputs do not depend on is an error (`BP_ERR_AUTOGRAD`), never a
@@ -1789,7 +1789,7 @@ bp_status bp_matmul_t(bp_graph *graph,
                       bp_tensor *out);
 
 /**
- * x·Wᵀ + b for x of shape [.., in], `weight` [out, in] and `bias` [out] (PyTorch's layout); `bias`
+ * x·Wᵀ + b for x of shape `[.., in]`, `weight` `[out, in]` and `bias` `[out]` (PyTorch's layout); `bias`
  * may be NULL for none.
  *
  * Ownership: the graph owns `*out` (see "Ownership" at the top of this header). `bias` is only read.
@@ -1812,7 +1812,7 @@ bp_status bp_mse_loss(bp_graph *graph,
                       bp_tensor *out);
 
 /**
- * Cross-entropy of `logits` [N, C] against int64 class indices `target` [N], mean over samples, with
+ * Cross-entropy of `logits` `[N, C]` against int64 class indices `target` `[N]`, mean over samples, with
  * the log-softmax fused in (`torch.nn.functional.cross_entropy` with its defaults).
  *
  * Ownership: the graph owns `*out` (see "Ownership" at the top of this header).

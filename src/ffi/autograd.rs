@@ -130,7 +130,7 @@ pub extern "C" fn bp_zero_grad(graph: *mut bp_graph, tensor: Tensor) -> bp_statu
 }
 
 /// The functional gradient, as `torch.autograd.grad(outputs, inputs, grad_outputs, retain_graph,
-/// create_graph)`: writes d(Σ outputs·grad_outputs)/d inputs[i] to `grads_out[i]` without touching any
+/// create_graph)`: writes d(Σ outputs·grad_outputs)/d `inputs[i]` to `grads_out[i]` without touching any
 /// `.grad`. `grad_outputs` may be NULL (with `n_grad_outputs` 0) when every output has one element;
 /// otherwise it has one entry per output, the null handle meaning "seed with 1". `grads_len` must
 /// equal `n_inputs`. An input the outputs do not depend on is an error (`BP_ERR_AUTOGRAD`), never a

@@ -2,7 +2,7 @@
 //!
 //! A `bp_graph*` points to a *shell* that holds the engine's [`Graph`]. Shells are never returned to the
 //! allocator: `bp_graph_free` drops the graph inside, marks the shell freed and parks it in a queue; only
-//! after [`REUSE_DELAY`] more graphs have been freed may `bp_graph_new` hand the shell out again. So a
+//! after `REUSE_DELAY` more graphs have been freed may `bp_graph_new` hand the shell out again. So a
 //! pointer that `bp_graph_new` once returned always stays readable, and using it after `bp_graph_free`
 //! is answered with `BP_ERR_INVALID_HANDLE` (until that shell is reused, when it names the new graph).
 //! A pointer that never came from `bp_graph_new` is rejected by a magic number when it points to

@@ -12,15 +12,15 @@
 //! 2. **Signature.** `#[no_mangle] pub extern "C" fn`, written out in full (cbindgen cannot see through
 //!    macros). A fallible function returns [`bp_status`]; results go through trailing `*_out` pointers.
 //!    Only infallible queries that cannot fail (`bp_version`) return a value directly.
-//! 3. **Body.** The whole body runs inside [`boundary::boundary`] (or [`boundary::op_out`] for "graph op
+//! 3. **Body.** The whole body runs inside `boundary::boundary` (or `boundary::op_out` for "graph op
 //!    that makes one tensor"), which catches panics (→ `BP_ERR_INTERNAL`), turns a `bp::Error` into its
 //!    status and stores the message for [`bp_last_error_message`]. Nothing may unwind into C.
 //! 4. **Pointers.** Every pointer argument is checked before any work is done: `*_out` pointers with
-//!    [`boundary::Out::new`] (null / misaligned → `BP_ERR_INVALID_ARGUMENT`), input buffers with
-//!    [`boundary::slice_in`] / [`boundary::slice_out`] (a buffer is always followed by its length; a
-//!    length of 0 accepts NULL), shapes with [`boundary::dims_in`]. Outputs are written last, only on
+//!    `boundary::Out::new` (null / misaligned → `BP_ERR_INVALID_ARGUMENT`), input buffers with
+//!    `boundary::slice_in` / `boundary::slice_out` (a buffer is always followed by its length; a
+//!    length of 0 accepts NULL), shapes with `boundary::dims_in`. Outputs are written last, only on
 //!    success, so a failed call leaves every `*_out` untouched.
-//! 5. **Graphs.** A `bp_graph*` is only ever turned into `&mut Graph` by [`graph::with_graph`], which
+//! 5. **Graphs.** A `bp_graph*` is only ever turned into `&mut Graph` by `graph::with_graph`, which
 //!    rejects NULL, forged and freed graphs and a graph that another thread is using right now.
 //!    Tensor handles (`bp_tensor`) are values; the engine itself rejects stale, forged and cross-graph
 //!    handles with `BP_ERR_INVALID_HANDLE`, so FFI code just passes them on.

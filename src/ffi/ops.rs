@@ -360,7 +360,7 @@ pub extern "C" fn bp_matmul_t(graph: *mut bp_graph, a: Tensor, b: Tensor, transp
     op_out(graph, out, |g| g.matmul_t(a, b, transpose_a, transpose_b))
 }
 
-/// x·Wᵀ + b for x of shape [.., in], `weight` [out, in] and `bias` [out] (PyTorch's layout); `bias`
+/// x·Wᵀ + b for x of shape `[.., in]`, `weight` `[out, in]` and `bias` `[out]` (PyTorch's layout); `bias`
 /// may be NULL for none.
 ///
 /// Ownership: the graph owns `*out` (see "Ownership" at the top of this header). `bias` is only read.
@@ -383,7 +383,7 @@ pub extern "C" fn bp_mse_loss(graph: *mut bp_graph, a: Tensor, b: Tensor, reduct
     })
 }
 
-/// Cross-entropy of `logits` [N, C] against int64 class indices `target` [N], mean over samples, with
+/// Cross-entropy of `logits` `[N, C]` against int64 class indices `target` `[N]`, mean over samples, with
 /// the log-softmax fused in (`torch.nn.functional.cross_entropy` with its defaults).
 ///
 /// Ownership: the graph owns `*out` (see "Ownership" at the top of this header).

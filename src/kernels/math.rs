@@ -59,7 +59,7 @@ fn sigmoid_one(v: f32) -> f32 {
     if v >= 0.0 { s } else if v.is_nan() { v } else { e * s }
 }
 
-/// out[i] = sigmoid(x[i]) over float32 slices, vectorised for the widest vector unit this CPU has.
+/// `out[i] = sigmoid(x[i])` over float32 slices, vectorised for the widest vector unit this CPU has.
 pub fn sigmoid_f32(x: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
