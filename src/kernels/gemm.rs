@@ -205,8 +205,6 @@ trait Micro {
     const MR: usize;
     /// Columns of a wide tile (a narrow tile has half).
     const NR: usize;
-    /// Depth of a packed block.
-    const KC: usize;
     /// Rows of a packed block of A (a multiple of MR).
     const MC: usize;
     /// Columns of a packed panel of B (a multiple of NR).
@@ -273,7 +271,7 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
         let (abuf, bbuf) = &mut *bufs;
         let nc_max = K::NC.min(n.div_ceil(K::NR) * K::NR);
         let mc_max = K::MC.min(m.div_ceil(K::MR) * K::MR);
-        let kc_max = k.div_ceil(k.div_ceil(K::KC));
+        let kc_max = k_step(k);
         let ap = aligned(abuf, mc_max * kc_max);
         let bp = aligned(bbuf, nc_max * kc_max);
         // Narrow tiles when every column fits in half a wide tile (the 10-wide output layer).
@@ -281,10 +279,7 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
         let nr_pack = if narrow { K::NR / 2 } else { K::NR };
         for jc in (0..n).step_by(K::NC) {
             let nc = K::NC.min(n - jc);
-            // k in equal blocks of at most KC (784 = 4 × 196, not 3 × 256 + 16): a thin last block
-            // would pay packing and tile edges for little work. The blocks depend on k alone, so
-            // every thread count and both kernels (same KC) sum in the same order.
-            let kstep = k.div_ceil(k.div_ceil(K::KC));
+            let kstep = k_step(k);
             for pc in (0..k).step_by(kstep) {
                 let kc = kstep.min(k - pc);
                 let beta_pc = if pc == 0 { beta } else { 1.0 };
@@ -330,6 +325,15 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
             }
         }
     })
+}
+
+/// Depth of the k blocks: k in equal blocks of at most 256 (784 = 4 × 196, not 3 × 256 + 16), because
+/// a thin last block would pay packing and tile edges for little work. Every path sums each output
+/// element over these blocks in order, block by block into C, so results are bit-identical across
+/// kernels and thread counts: the blocks depend on k alone.
+pub(crate) fn k_step(k: usize) -> usize {
+    const KC: usize = 256;
+    k.div_ceil(k.div_ceil(KC)).max(1)
 }
 
 /// A pointer into a checked view, moved without `unsafe` arithmetic (wrapping_offset is safe; every
@@ -424,7 +428,6 @@ mod x86 {
     impl Micro for Avx512 {
         const MR: usize = 12;
         const NR: usize = 32;
-        const KC: usize = 256;
         const MC: usize = 144;
         const NC: usize = 1024;
         unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
@@ -441,7 +444,6 @@ mod x86 {
     impl Micro for Avx2 {
         const MR: usize = 6;
         const NR: usize = 16;
-        const KC: usize = 256;
         const MC: usize = 72;
         const NC: usize = 2048;
         unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
