@@ -156,7 +156,14 @@ pub fn sgemm_on(
             unsafe { matrixmultiply::sgemm(m, k, n, alpha, v.a, rsa, csa, v.b, rsb, csb, beta, v.c, rsc, csc) }
         }
         #[cfg(target_arch = "x86_64")]
-        SgemmPath::Avx512 => parallel::<x86::Avx512>(threads, m, k, n, alpha, v, beta),
+        SgemmPath::Avx512 => {
+            // Small products first (no packing); the rest on the blocked kernel.
+            // SAFETY: the views were checked above, C is borrowed mutably (no overlap), m, n, k > 0,
+            // and the path's availability (AVX-512F) was asserted.
+            if !unsafe { super::gemm_small::sgemm(m, k, n, alpha, v.a, rsa, csa, v.b, rsb, csb, beta, v.c, rsc, csc) } {
+                parallel::<x86::Avx512>(threads, m, k, n, alpha, v, beta)
+            }
+        }
         #[cfg(target_arch = "x86_64")]
         SgemmPath::Avx2 => parallel::<x86::Avx2>(threads, m, k, n, alpha, v, beta),
         #[cfg(not(target_arch = "x86_64"))]

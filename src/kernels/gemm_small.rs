@@ -1,0 +1,364 @@
+//! Small products without packing (AVX-512): the products of small networks, where a side of C or
+//! the depth is a few dozen at most and packing A and B into panels would cost as much as the
+//! product itself (the seed network's layers are 20→13→8→3 over a batch of 500).
+//!
+//! Operands are read where they lie, in one of two ways, whichever the layout allows:
+//! - **B in registers** when A's rows are contiguous and the depth is small (a layer's forward,
+//!   x·Wᵀ, and the input gradient g·W): the k rows of B (at most 16 columns) are loaded into
+//!   registers once, and each row of C is a chain of k fused multiply-adds of broadcast elements of
+//!   A's row, eight rows interleaved.
+//! - **Register tiles over adjacent rows** when A's columns are contiguous (a weight gradient gᵀ·x,
+//!   with a depth of the batch size): an MR×16 or MR×32 tile of C accumulates over k, broadcasting
+//!   A's MR adjacent values and loading B's row with masked loads (masked-off lanes never fault, so a
+//!   row of 13 floats is one load). Partial tiles are split into smaller full tiles (13 = 12 + 1),
+//!   so nothing past A's last row is ever read.
+//!
+//! A product may run transposed (Cᵀ = Bᵀ·Aᵀ) when that puts more of the output into vector lanes or
+//! lets one of the kernels apply: `gᵀ·x` with g 500×13 and x 500×20 runs as 20 rows of one 13-lane
+//! vector, not 13 rows of a 32-lane pair of which 12 lanes would be idle. B is copied (it is small
+//! here by definition) only when its rows are not contiguous; products the kernels do not suit go
+//! to the blocked path.
+//!
+//! Results are bit-identical to the blocked kernels of `gemm`: every output element is the same chain
+//! of fused multiply-adds over k, in the same [`k_step`] blocks, added into C block by block with the
+//! same alpha and beta arithmetic (the transposed form changes which operand is broadcast, not the
+//! products or their order).
+
+use super::gemm::k_step;
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+
+/// Largest product (multiply-adds) the small path takes; above it, packing pays for itself.
+const MAX_MACS: usize = 1 << 19;
+/// Largest B (k × columns, floats) the tiles stream from cache on every row tile.
+const MAX_B: usize = 1 << 15;
+/// Deepest product whose B fits in registers (k vectors + 8 accumulators ≤ 32 zmm).
+const MAX_K_IN_REGISTERS: usize = 22;
+
+/// One orientation of a product: C (rows × cols) = A (rows × k) · B (k × cols), strides in elements.
+#[derive(Clone, Copy)]
+struct Plan {
+    rows: usize,
+    cols: usize,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+}
+
+/// Which kernel computes a plan.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    BInRegisters,
+    AdjacentRows,
+}
+
+impl Plan {
+    /// The same product, transposed: Cᵀ = Bᵀ·Aᵀ.
+    fn transposed(self) -> Plan {
+        Plan {
+            rows: self.cols,
+            cols: self.rows,
+            a: self.b,
+            rsa: self.csb,
+            csa: self.rsb,
+            b: self.a,
+            rsb: self.csa,
+            csb: self.rsa,
+            c: self.c,
+            rsc: self.csc,
+            csc: self.rsc,
+        }
+    }
+
+    /// The kernel for this orientation and its estimated cost in vector multiply-adds (counting row
+    /// padding, idle lanes, the copy of a B whose rows are not contiguous, and element-by-element
+    /// stores of a C whose rows are not), or None when neither kernel suits it.
+    fn costed(&self, k: usize) -> Option<(usize, Kernel)> {
+        let vecs = self.cols.div_ceil(16);
+        let copy_b = if self.csb == 1 { 0 } else { k * self.cols / 2 };
+        let scalar_c = if self.csc == 1 { 0 } else { self.rows * self.cols * 2 };
+        let (work, kernel) = if self.csa == 1 && k <= MAX_K_IN_REGISTERS && self.cols <= 16 {
+            (self.rows.div_ceil(8) * 8 * (k + 1), Kernel::BInRegisters)
+        } else if self.rsa == 1 && k * self.cols.min(32) <= MAX_B {
+            (row_tiles(self.rows, self.cols).map(|(mr, count)| count * (mr + 2)).sum::<usize>() * k * vecs, Kernel::AdjacentRows)
+        } else {
+            return None;
+        };
+        Some((work + copy_b + scalar_c, kernel))
+    }
+}
+
+/// Row-tile heights per vector count: 16·NV·MR accumulator lanes in at most 24 zmm registers.
+const TILE_ROWS_1: [usize; 7] = [24, 16, 12, 8, 4, 2, 1];
+const TILE_ROWS_2: [usize; 5] = [12, 8, 4, 2, 1];
+
+/// How `rows` rows of C are cut into full tiles of a width of `cols` (≤ 32 are used): the main
+/// height with the least padding, then the remainder greedily in smaller heights. Yields (height,
+/// count) pairs.
+fn row_tiles(rows: usize, cols: usize) -> impl Iterator<Item = (usize, usize)> {
+    let heights: &'static [usize] = if cols.min(32) <= 16 { &TILE_ROWS_1 } else { &TILE_ROWS_2 };
+    let main = heights[..heights.len() - 3]
+        .iter()
+        .copied()
+        .min_by_key(|&mr| (rows.div_ceil(mr) * (mr + 2), usize::MAX - mr))
+        .expect("heights are not empty");
+    let mut left = rows;
+    heights.iter().filter(move |&&h| h <= main).map(move |&h| {
+        let count = left / h;
+        left -= count * h;
+        (h, count)
+    })
+}
+
+thread_local! {
+    /// This thread's copy of a B whose rows are not contiguous (grown on first use only).
+    static B_COPY: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// C = alpha·A·B + beta·C on the small path, if it suits the product; returns false, having done
+/// nothing, if not.
+///
+/// # Safety
+/// The CPU has AVX-512F; the m×k, k×n and m×n views at a, b and c with the given strides lie inside
+/// their buffers (checked by `sgemm_on`); C does not overlap A or B; m, n, k > 0.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn sgemm(
+    m: usize, k: usize, n: usize, alpha: f32,
+    a: *const f32, rsa: isize, csa: isize,
+    b: *const f32, rsb: isize, csb: isize,
+    beta: f32, c: *mut f32, rsc: isize, csc: isize,
+) -> bool {
+    if m.saturating_mul(n).saturating_mul(k) > MAX_MACS {
+        return false;
+    }
+    let plain = Plan { rows: m, cols: n, a, rsa, csa, b, rsb, csb, c, rsc, csc };
+    let flipped = plain.transposed();
+    let (mut p, kernel) = match (plain.costed(k), flipped.costed(k)) {
+        (Some((cp, kp)), Some((cf, kf))) => if cf < cp { (flipped, kf) } else { (plain, kp) },
+        (Some((_, kp)), None) => (plain, kp),
+        (None, Some((_, kf))) => (flipped, kf),
+        (None, None) => return false,
+    };
+    B_COPY.with(|cell| {
+        let mut copy = cell.borrow_mut();
+        if p.csb != 1 {
+            // B's rows are strided (a weight read transposed): copy it into contiguous rows.
+            let ld = p.cols.div_ceil(16) * 16;
+            if copy.len() < k * ld {
+                copy.resize(k * ld, 0.0);
+            }
+            for kk in 0..k {
+                let row = &mut copy[kk * ld..kk * ld + p.cols];
+                for (j, x) in row.iter_mut().enumerate() {
+                    // SAFETY: (kk, j) lies inside B's k×cols view.
+                    *x = *p.b.offset(kk as isize * p.rsb + j as isize * p.csb);
+                }
+            }
+            p.b = copy.as_ptr();
+            p.rsb = ld as isize;
+            p.csb = 1;
+        }
+        // SAFETY: as this function's contract; B's rows are now contiguous, and the kernel suits
+        // the plan's A layout (costed checked it).
+        match kernel {
+            Kernel::BInRegisters => b_in_registers(p, k, alpha, beta),
+            Kernel::AdjacentRows => adjacent_rows(p, k, alpha, beta),
+        }
+    });
+    true
+}
+
+/// The first `lanes` lanes of a 16-lane vector.
+fn lane_mask(lanes: usize) -> __mmask16 {
+    if lanes >= 16 { 0xffff } else { ((1u32 << lanes) - 1) as __mmask16 }
+}
+
+/// Writes one row of C: alpha·acc + beta·C on the lanes of `mask` (beta = 0 does not read C), with
+/// the arithmetic of the blocked kernels' stores.
+///
+/// # Safety
+/// The CPU has AVX-512F (only called from kernels that enable it, into which it inlines); C's row is
+/// writable on the lanes of `mask` (csc = 1) or at its nr elements.
+#[inline(always)]
+unsafe fn store_row(acc: __m512, p: *mut f32, csc: isize, nr: usize, mask: __mmask16, alpha: f32, beta: f32) {
+    if csc == 1 {
+        let mut r = if alpha == 1.0 { acc } else { _mm512_mul_ps(_mm512_set1_ps(alpha), acc) };
+        if beta == 1.0 {
+            r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask, p));
+        } else if beta != 0.0 {
+            r = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(mask, p), r);
+        }
+        _mm512_mask_storeu_ps(p, mask, r);
+    } else {
+        let mut tmp = [0.0f32; 16];
+        _mm512_storeu_ps(tmp.as_mut_ptr(), acc);
+        for (j, &x) in tmp.iter().enumerate().take(nr) {
+            let q = p.offset(j as isize * csc);
+            let v = if alpha == 1.0 { x } else { alpha * x };
+            *q = if beta == 0.0 { v } else if beta == 1.0 { v + *q } else { beta.mul_add(*q, v) };
+        }
+    }
+}
+
+/// The B-in-registers kernel over a whole plan (cols ≤ 16, k ≤ MAX_K_IN_REGISTERS, csa = 1, csb = 1).
+#[target_feature(enable = "avx512f")]
+unsafe fn b_in_registers(p: Plan, k: usize, alpha: f32, beta: f32) {
+    macro_rules! by_depth {
+        ($($k:literal)*) => {
+            match k {
+                $($k => rows_against_b::<$k>(p, alpha, beta),)*
+                _ => unreachable!("costed bounds k by MAX_K_IN_REGISTERS"),
+            }
+        };
+    }
+    by_depth!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22)
+}
+
+/// Each row of C as a chain of K fused multiply-adds against B held in K registers, R rows at a
+/// time (the last group repeats its last row, whose extra results are not stored). When C is read
+/// (beta ≠ 0), a group's rows of C are loaded before its multiply-adds: rows of a narrow C overlap
+/// within one vector's span, and a load right after the masked store of the row before would wait
+/// for that store to reach the cache (masked stores do not forward).
+#[target_feature(enable = "avx512f")]
+unsafe fn rows_against_b<const K: usize>(p: Plan, alpha: f32, beta: f32) {
+    const R: usize = 8;
+    let mask = lane_mask(p.cols);
+    let mut bv = [_mm512_setzero_ps(); K];
+    for (kk, v) in bv.iter_mut().enumerate() {
+        *v = _mm512_maskz_loadu_ps(mask, p.b.offset(kk as isize * p.rsb));
+    }
+    let vector_c = p.csc == 1;
+    let (alphav, betav) = (_mm512_set1_ps(alpha), _mm512_set1_ps(beta));
+    let mut i0 = 0;
+    while i0 < p.rows {
+        let live = R.min(p.rows - i0);
+        let mut rows = [p.a; R];
+        let mut c_rows = [p.c; R];
+        for r in 0..R {
+            let i = (i0 + r.min(live - 1)) as isize;
+            rows[r] = p.a.offset(i * p.rsa);
+            c_rows[r] = p.c.offset(i * p.rsc);
+        }
+        let mut old = [_mm512_setzero_ps(); R];
+        if beta != 0.0 && vector_c {
+            for r in 0..R {
+                old[r] = _mm512_maskz_loadu_ps(mask, c_rows[r]);
+            }
+        }
+        let mut acc = [_mm512_setzero_ps(); R];
+        for (kk, &b) in bv.iter().enumerate() {
+            for r in 0..R {
+                acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(*rows[r].add(kk)), b, acc[r]);
+            }
+        }
+        if vector_c {
+            // The blocked kernels' store arithmetic: alpha·acc, then + C (beta = 1) or fused
+            // beta·C + that (other beta).
+            for r in 0..R {
+                let mut x = if alpha == 1.0 { acc[r] } else { _mm512_mul_ps(alphav, acc[r]) };
+                if beta == 1.0 {
+                    x = _mm512_add_ps(x, old[r]);
+                } else if beta != 0.0 {
+                    x = _mm512_fmadd_ps(betav, old[r], x);
+                }
+                acc[r] = x;
+            }
+            if live == R {
+                for r in 0..R {
+                    _mm512_mask_storeu_ps(c_rows[r], mask, acc[r]);
+                }
+            } else {
+                for r in 0..live {
+                    _mm512_mask_storeu_ps(c_rows[r], mask, acc[r]);
+                }
+            }
+        } else {
+            for r in 0..live {
+                store_row(acc[r], c_rows[r], p.csc, p.cols, mask, alpha, beta);
+            }
+        }
+        i0 += R;
+    }
+}
+
+/// The adjacent-rows kernel over a whole plan (rsa = 1, csb = 1): 32 columns at a time (16 for a last
+/// ≤ 16), full tiles of the heights `row_tiles` gives.
+#[target_feature(enable = "avx512f")]
+unsafe fn adjacent_rows(p: Plan, k: usize, alpha: f32, beta: f32) {
+    let mut j0 = 0;
+    while j0 < p.cols {
+        let nr = (p.cols - j0).min(32);
+        let masks = [lane_mask(nr), lane_mask(nr.saturating_sub(16))];
+        let mut i0 = 0;
+        for (mr, count) in row_tiles(p.rows, nr) {
+            for _ in 0..count {
+                let (a, b) = (p.a.add(i0), p.b.add(j0));
+                let c = p.c.offset(i0 as isize * p.rsc + j0 as isize * p.csc);
+                macro_rules! go {
+                    ($($mr:literal, $nv:literal;)*) => {
+                        match (mr, nr > 16) {
+                            $(($mr, $nv) => tile::<$mr, { 1 + $nv as usize }>(k, a, p.csa, b, p.rsb, masks, c, p.rsc, p.csc, nr, alpha, beta),)*
+                            _ => unreachable!("row_tiles yields the instantiated heights"),
+                        }
+                    };
+                }
+                go!(24, false; 16, false; 12, false; 8, false; 4, false; 2, false; 1, false;
+                    12, true; 8, true; 4, true; 2, true; 1, true;);
+                i0 += mr;
+            }
+        }
+        j0 += nr;
+    }
+}
+
+/// One MR×(16·NV) register tile: C = alpha·A·B + beta·C, A's MR rows adjacent (row i at a + i, k
+/// columns csa apart), B's rows rsb apart, loaded under `masks`; summed over k in [`k_step`] blocks,
+/// each added into C.
+///
+/// # Safety
+/// The CPU has AVX-512F; A's MR×k view is readable; B's k rows are readable on the masked lanes; C's
+/// MR×nr view is writable.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn tile<const MR: usize, const NV: usize>(
+    k: usize, a: *const f32, csa: isize, b: *const f32, rsb: isize, masks: [__mmask16; 2],
+    c: *mut f32, rsc: isize, csc: isize, nr: usize, alpha: f32, beta: f32,
+) {
+    let kstep = k_step(k);
+    let mut pc = 0;
+    while pc < k {
+        let kc = kstep.min(k - pc);
+        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        let mut ap = a.offset(pc as isize * csa);
+        let mut bp = b.offset(pc as isize * rsb);
+        for _ in 0..kc {
+            let mut bv = [_mm512_setzero_ps(); NV];
+            for v in 0..NV {
+                bv[v] = _mm512_maskz_loadu_ps(masks[v], bp.add(16 * v));
+            }
+            for i in 0..MR {
+                let ai = _mm512_set1_ps(*ap.add(i));
+                for v in 0..NV {
+                    acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+                }
+            }
+            ap = ap.offset(csa);
+            bp = bp.offset(rsb);
+        }
+        let beta_pc = if pc == 0 { beta } else { 1.0 };
+        for (i, row_acc) in acc.iter().enumerate() {
+            for (v, &x) in row_acc.iter().enumerate() {
+                let at = c.offset(i as isize * rsc + (16 * v) as isize * csc);
+                store_row(x, at, csc, nr.saturating_sub(16 * v).min(16), masks[v], alpha, beta_pc);
+            }
+        }
+        pc += kc;
+    }
+}
