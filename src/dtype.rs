@@ -148,6 +148,12 @@ pub trait Float:
     fn max(self, o: Self) -> Self;
     /// Whether the value is NaN or infinite.
     fn is_finite(self) -> bool;
+    /// e^x over a slice, in place (vectorised for float32).
+    fn exp_in_place(x: &mut [Self]);
+    /// ln x over a slice, in place (vectorised for float32).
+    fn ln_in_place(x: &mut [Self]);
+    /// out = sigmoid(x) over slices of one length (vectorised for float32).
+    fn sigmoid_into(x: &[Self], out: &mut [Self]);
     #[doc(hidden)]
     fn slice(b: &Buf) -> Option<&[Self]>;
     #[doc(hidden)]
@@ -168,7 +174,7 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ty, $variant:ident, $gemm:path, $erf:path) => {
+    ($t:ty, $variant:ident, $gemm:path, $erf:path, $exp:path, $ln:path, $sigmoid:path) => {
         impl Float for $t {
             const DTYPE: DType = DType::$variant;
             const ZERO: Self = 0.0;
@@ -197,6 +203,9 @@ macro_rules! impl_float {
             fn max(self, o: Self) -> Self { if self.is_nan() || self > o { self } else { o } }
             #[inline(always)]
             fn is_finite(self) -> bool { <$t>::is_finite(self) }
+            fn exp_in_place(x: &mut [Self]) { $exp(x) }
+            fn ln_in_place(x: &mut [Self]) { $ln(x) }
+            fn sigmoid_into(x: &[Self], out: &mut [Self]) { $sigmoid(x, out) }
             fn slice(b: &Buf) -> Option<&[Self]> { if let Buf::$variant(v) = b { Some(v) } else { None } }
             fn slice_mut(b: &mut Buf) -> Option<&mut Vec<Self>> { if let Buf::$variant(v) = b { Some(v) } else { None } }
             fn wrap(v: Vec<Self>) -> Buf { Buf::$variant(v) }
@@ -213,5 +222,7 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, F32, crate::kernels::gemm::sgemm, crate::kernels::math::erf_f32);
-impl_float!(f64, F64, crate::kernels::gemm::dgemm, crate::kernels::math::erf_f64);
+impl_float!(f32, F32, crate::kernels::gemm::sgemm, crate::kernels::math::erf_f32,
+    crate::kernels::math::exp_f32_in_place, crate::kernels::math::ln_f32_in_place, crate::kernels::math::sigmoid_f32);
+impl_float!(f64, F64, crate::kernels::gemm::dgemm, crate::kernels::math::erf_f64,
+    crate::kernels::math::exp_f64_in_place, crate::kernels::math::ln_f64_in_place, crate::kernels::math::sigmoid_f64);

@@ -334,6 +334,14 @@ impl Graph {
         self.live_bytes += bytes;
     }
 
+    /// Returns a kernel's scratch buffer (taken with [`Graph::alloc`], never made a tensor) to the pool
+    /// when it fits under the limit, so that the next step reuses it.
+    pub(crate) fn release_scratch(&mut self, buf: Buf) {
+        if self.live_bytes + self.pool.bytes + buf.bytes() <= self.memory_limit {
+            self.pool.put(buf);
+        }
+    }
+
     /// Gives a live buffer's bytes back: to the pool when it fits under the limit.
     pub(crate) fn recycle(&mut self, buf: Buf) {
         self.live_bytes -= buf.bytes();

@@ -61,11 +61,12 @@ fn sigmoid_one(v: f32) -> f32 {
 
 /// `out[i] = sigmoid(x[i])` over float32 slices, vectorised for the widest vector unit this CPU has.
 pub fn sigmoid_f32(x: &[f32], out: &mut [f32]) {
+    assert_eq!(x.len(), out.len(), "sigmoid_f32: slices differ in length");
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { sigmoid_avx512(x, out) };
+            // SAFETY: the CPU has AVX-512F (checked just above); the slices have one length.
+            return unsafe { avx512::map(x, out, avx512::sigmoid) };
         }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
@@ -73,6 +74,55 @@ pub fn sigmoid_f32(x: &[f32], out: &mut [f32]) {
         }
     }
     sigmoid_loop(x, out)
+}
+
+/// `x[i] = e^x[i]` in place over a float32 slice, vectorised where the CPU allows (within 2 ulp of
+/// the exact value; the same limits as [`exp_f32`]).
+pub fn exp_f32_in_place(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { avx512::map_in_place(x, avx512::exp) };
+        }
+    }
+    x.iter_mut().for_each(|v| *v = exp_f32(*v));
+}
+
+/// `x[i] = ln x[i]` in place over a float32 slice, vectorised where the CPU allows (within 2 ulp;
+/// ln 0 = −inf, ln of a negative number or NaN = NaN, ln inf = inf).
+pub fn ln_f32_in_place(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { avx512::map_in_place(x, avx512::ln) };
+        }
+    }
+    x.iter_mut().for_each(|v| *v = v.ln());
+}
+
+/// `x[i] = e^x[i]` in place over a float64 slice (libm).
+pub fn exp_f64_in_place(x: &mut [f64]) {
+    x.iter_mut().for_each(|v| *v = v.exp());
+}
+
+/// `x[i] = ln x[i]` in place over a float64 slice (libm).
+pub fn ln_f64_in_place(x: &mut [f64]) {
+    x.iter_mut().for_each(|v| *v = v.ln());
+}
+
+/// `out[i] = sigmoid(x[i])` over float64 slices, stable in both tails (the elementwise op's formula).
+pub fn sigmoid_f64(x: &[f64], out: &mut [f64]) {
+    assert_eq!(x.len(), out.len(), "sigmoid_f64: slices differ in length");
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = if v >= 0.0 {
+            1.0 / (1.0 + (-v).exp())
+        } else {
+            let e = v.exp();
+            e / (1.0 + e)
+        };
+    }
 }
 
 #[inline(always)]
@@ -83,15 +133,125 @@ fn sigmoid_loop(x: &[f32], out: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn sigmoid_avx512(x: &[f32], out: &mut [f32]) {
-    sigmoid_loop(x, out)
-}
-
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn sigmoid_avx2(x: &[f32], out: &mut [f32]) {
     sigmoid_loop(x, out)
+}
+
+/// exp, ln and sigmoid on 16 float32 lanes with AVX-512F: the same reductions and polynomials as the
+/// scalar code (Cephes), written with fused multiply-adds, `roundscale` for the nearest integer,
+/// `scalef` for 2ⁿ and `getexp`/`getmant` to split a float, so nothing leaves the vector registers.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// out[i] = f(x[i]), 16 lanes at a time, the tail under a mask.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `out` is as long as `x`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn map(x: &[f32], out: &mut [f32], f: unsafe fn(__m512) -> __m512) {
+        let n = x.len().min(out.len());
+        let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
+        let mut i = 0;
+        while i + 16 <= n {
+            _mm512_storeu_ps(op.add(i), f(_mm512_loadu_ps(xp.add(i))));
+            i += 16;
+        }
+        if i < n {
+            let mask = ((1u32 << (n - i)) - 1) as __mmask16;
+            _mm512_mask_storeu_ps(op.add(i), mask, f(_mm512_maskz_loadu_ps(mask, xp.add(i))));
+        }
+    }
+
+    /// x[i] = f(x[i]) in place.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn map_in_place(x: &mut [f32], f: unsafe fn(__m512) -> __m512) {
+        let (n, p) = (x.len(), x.as_mut_ptr());
+        let mut i = 0;
+        while i + 16 <= n {
+            _mm512_storeu_ps(p.add(i), f(_mm512_loadu_ps(p.add(i))));
+            i += 16;
+        }
+        if i < n {
+            let mask = ((1u32 << (n - i)) - 1) as __mmask16;
+            _mm512_mask_storeu_ps(p.add(i), mask, f(_mm512_maskz_loadu_ps(mask, p.add(i))));
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> __m512 {
+        _mm512_set1_ps(v)
+    }
+
+    /// e^x: x = n·ln2 + r, e^r by Cephes' degree-6 polynomial, times 2ⁿ. Below −87.3 gives 0, above
+    /// 88.7 gives +inf, NaN stays NaN (as the scalar [`super::exp_f32`]).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn exp(x: __m512) -> __m512 {
+        let xc = _mm512_min_ps(_mm512_max_ps(x, splat(-87.3)), splat(88.7));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(xc, splat(std::f32::consts::LOG2_E)));
+        let r = _mm512_fnmadd_ps(n, splat(0.693_359_4), xc);
+        let r = _mm512_fnmadd_ps(n, splat(-2.121_944_4e-4), r);
+        let mut p = splat(1.987_569_1e-4);
+        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
+            p = _mm512_fmadd_ps(p, r, splat(c));
+        }
+        let e = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), splat(1.0));
+        let y = _mm512_scalef_ps(e, n);
+        let y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, splat(88.7)), y, splat(f32::INFINITY));
+        let y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, splat(-87.3)), y, _mm512_setzero_ps());
+        _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), y, x)
+    }
+
+    /// ln x: x = m·2ᵉ with m in [√½, √2), ln(1 + f) by Cephes' logf polynomial, plus e·ln2 in two
+    /// parts. ln 0 = −inf, negative or NaN gives NaN, +inf gives +inf; subnormals are exact inputs
+    /// (getexp and getmant normalise them).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn ln(x: __m512) -> __m512 {
+        let one = splat(1.0);
+        // m in [0.5, 1) and e with x = m·2ᵉ.
+        let m = _mm512_getmant_ps::<_MM_MANT_NORM_P5_1, _MM_MANT_SIGN_ZERO>(x);
+        let e = _mm512_add_ps(_mm512_getexp_ps(x), one);
+        let small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(m, splat(std::f32::consts::FRAC_1_SQRT_2));
+        let e = _mm512_mask_sub_ps(e, small, e, one);
+        let f = _mm512_sub_ps(m, one);
+        let f = _mm512_mask_add_ps(f, small, f, m);
+        let z = _mm512_mul_ps(f, f);
+        let mut y = splat(7.037_683_6e-2);
+        for c in [-1.151_461_0e-1, 1.167_699_9e-1, -1.242_014_1e-1, 1.424_932_3e-1, -1.666_805_8e-1, 2.000_071_4e-1, -2.499_999_4e-1, 3.333_333_1e-1] {
+            y = _mm512_fmadd_ps(y, f, splat(c));
+        }
+        let y = _mm512_mul_ps(_mm512_mul_ps(y, f), z);
+        let y = _mm512_fmadd_ps(e, splat(-2.121_944_4e-4), y);
+        let y = _mm512_fnmadd_ps(splat(0.5), z, y);
+        let r = _mm512_fmadd_ps(e, splat(0.693_359_4), _mm512_add_ps(f, y));
+        let r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, _mm512_setzero_ps()), r, splat(f32::NEG_INFINITY));
+        let r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, splat(f32::INFINITY)), r, x);
+        // Negative numbers and NaN.
+        _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_NGE_UQ>(x, _mm512_setzero_ps()), r, splat(f32::NAN))
+    }
+
+    /// The logistic sigmoid, stable in both tails: e = e^−|x|, then 1/(1+e) for x ≥ 0 and e/(1+e)
+    /// below; NaN stays NaN.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn sigmoid(x: __m512) -> __m512 {
+        let e = exp(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
+        let s = _mm512_div_ps(splat(1.0), _mm512_add_ps(splat(1.0), e));
+        let y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps()), s, _mm512_mul_ps(e, s));
+        _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), y, x)
+    }
 }
 
 #[cfg(test)]
@@ -126,5 +286,42 @@ mod tests {
                 assert!((s as f64 - want).abs() <= 2.5e-7 * want.max(1e-30) + 1e-38, "sigmoid({x}) = {s}, want {want}");
             }
         }
+    }
+
+    /// Distance in units in the last place between a float32 result and the exact (float64) value.
+    fn ulps(got: f32, want: f64) -> u32 {
+        (want as f32).to_bits().abs_diff(got.to_bits())
+    }
+
+    #[test]
+    fn exp_over_a_slice_is_within_two_ulp_with_the_scalar_limits() {
+        let mut xs: Vec<f32> = (0..13_000).map(|i| -87.0 + i as f32 * 0.0134).collect();
+        let want: Vec<f64> = xs.iter().map(|&x| (x as f64).exp()).collect();
+        exp_f32_in_place(&mut xs);
+        for (i, (&g, &w)) in xs.iter().zip(&want).enumerate() {
+            assert!(ulps(g, w) <= 2, "exp at index {i}: {g}, want {w}");
+        }
+        let mut edges = [0.0f32, 100.0, -100.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 88.7, -87.3];
+        exp_f32_in_place(&mut edges);
+        assert_eq!(&edges[..3], &[1.0, f32::INFINITY, 0.0]);
+        assert!(edges[3].is_nan());
+        assert_eq!(&edges[4..6], &[f32::INFINITY, 0.0]);
+        assert!(edges[6].is_finite() && edges[7] > 0.0);
+    }
+
+    #[test]
+    fn ln_over_a_slice_is_within_two_ulp_and_handles_the_edges() {
+        let mut xs: Vec<f32> = (0..20_000).map(|i| 1e-30f32 * 1.0041f32.powi(i)).chain([1.0, 2.0, 0.5, 1e-40, f32::MAX, 0.70710677, 1.4142135]).collect();
+        let want: Vec<f64> = xs.iter().map(|&x| (x as f64).ln()).collect();
+        ln_f32_in_place(&mut xs);
+        for (i, (&g, &w)) in xs.iter().zip(&want).enumerate() {
+            assert!(ulps(g, w) <= 2 || (g as f64 - w).abs() < 1e-7, "ln at index {i}: {g}, want {w}");
+        }
+        let mut edges = [0.0f32, -0.0, -1.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1.0];
+        ln_f32_in_place(&mut edges);
+        assert_eq!(&edges[..2], &[f32::NEG_INFINITY, f32::NEG_INFINITY]);
+        assert!(edges[2].is_nan() && edges[3].is_nan() && edges[5].is_nan());
+        assert_eq!(edges[4], f32::INFINITY);
+        assert_eq!(edges[6], 0.0);
     }
 }

@@ -49,6 +49,30 @@ impl Default for CrossEntropyOptions {
     }
 }
 
+/// Per row of an [n, c] matrix x: e = e^(x − max) into `e`, the row's max, Σe (the softmax
+/// denominator) and log-sum-exp (max + ln Σe). The exponentials and logarithms run over whole slices,
+/// vectorised for float32.
+fn softmax_rows<T: Float>(x: &[T], c: usize, e: &mut [T], maxes: &mut [T], sums: &mut [T], lse: &mut [T]) {
+    if c == 0 {
+        return;
+    }
+    for ((row, er), m) in x.chunks_exact(c).zip(e.chunks_exact_mut(c)).zip(maxes.iter_mut()) {
+        *m = row.iter().fold(T::from_f64(f64::NEG_INFINITY), |m, &v| m.max(v));
+        for (o, &v) in er.iter_mut().zip(row) {
+            *o = v - *m;
+        }
+    }
+    T::exp_in_place(e);
+    for ((er, s), l) in e.chunks_exact(c).zip(sums.iter_mut()).zip(lse.iter_mut()) {
+        *s = er.iter().fold(T::ZERO, |a, &v| a + v);
+        *l = *s;
+    }
+    T::ln_in_place(lse);
+    for (l, &m) in lse.iter_mut().zip(maxes.iter()) {
+        *l = *l + m;
+    }
+}
+
 fn reduced_shape(shape: &Shape, reduction: Reduction) -> Shape {
     match reduction {
         Reduction::None => *shape,
@@ -136,7 +160,12 @@ impl Graph {
         let eps = opt.label_smoothing;
         float_dispatch!(self.dtype(logits)?, T => {
             let mut out = self.alloc::<T>(out_shape.numel())?;
+            let mut e = self.alloc::<T>(n * c)?;
+            let mut stats = self.alloc::<T>(3 * n)?;
             let (x, tv) = (self.data::<T>(logits)?, self.data_i64(target)?);
+            let (maxes, rest) = stats.split_at_mut(n);
+            let (sums, lse) = rest.split_at_mut(n);
+            softmax_rows(x, c, &mut e, maxes, sums, lse);
             let mut total = 0.0f64;
             let mut count = 0usize;
             for i in 0..n {
@@ -146,12 +175,10 @@ impl Graph {
                     0.0
                 } else {
                     count += 1;
-                    let m = row.iter().fold(T::from_f64(f64::NEG_INFINITY), |m, &v| m.max(v)).to_f64();
-                    let s: f64 = row.iter().map(|&v| (v.to_f64() - m).exp()).sum();
-                    let lse = m + s.ln();
-                    let mut l = (1.0 - eps) * (lse - row[t as usize].to_f64());
+                    let l_i = lse[i].to_f64();
+                    let mut l = (1.0 - eps) * (l_i - row[t as usize].to_f64());
                     if eps > 0.0 {
-                        let mean_logp: f64 = row.iter().map(|&v| v.to_f64() - lse).sum::<f64>() / c as f64;
+                        let mean_logp: f64 = row.iter().map(|&v| v.to_f64() - l_i).sum::<f64>() / c as f64;
                         l -= eps * mean_logp;
                     }
                     l
@@ -161,6 +188,8 @@ impl Graph {
                 }
                 total += loss;
             }
+            self.release_scratch(T::wrap(e));
+            self.release_scratch(T::wrap(stats));
             match opt.reduction {
                 Reduction::None => {}
                 Reduction::Sum => out[0] = T::from_f64(total),
@@ -180,10 +209,14 @@ impl Graph {
         let (n, c) = (sl.dim(0), sl.dim(1));
         float_dispatch!(self.dtype(logits)?, T => {
             let mut out = self.alloc::<T>(n * c)?;
+            let mut stats = self.alloc::<T>(3 * n)?;
             let (x, tv, gv) = (self.data::<T>(logits)?, self.data_i64(target)?, self.data::<T>(g)?);
+            let (maxes, rest) = stats.split_at_mut(n);
+            let (sums, lse) = rest.split_at_mut(n);
+            softmax_rows(x, c, &mut out, maxes, sums, lse);
             let count = tv.iter().filter(|&&t| t != ignore_index).count();
+            let off = T::from_f64(eps / c as f64);
             for i in 0..n {
-                let row = &x[i * c..(i + 1) * c];
                 let o = &mut out[i * c..(i + 1) * c];
                 let t = tv[i];
                 let w = match reduction {
@@ -196,19 +229,14 @@ impl Graph {
                     o.iter_mut().for_each(|v| *v = T::ZERO);
                     continue;
                 }
-                let m = row.iter().fold(T::from_f64(f64::NEG_INFINITY), |m, &v| m.max(v));
-                let mut s = T::ZERO;
-                for (ov, &v) in o.iter_mut().zip(row) {
-                    *ov = (v - m).exp();
-                    s += *ov;
-                }
-                let (inv, off) = (T::ONE / s, T::from_f64(eps / c as f64));
-                let wt = T::from_f64(w);
+                // o holds e^(x − max); softmax = o / Σ.
+                let (inv, wt) = (T::ONE / sums[i], T::from_f64(w));
                 for ov in o.iter_mut() {
                     *ov = (*ov * inv - off) * wt;
                 }
                 o[t as usize] = o[t as usize] - T::from_f64((1.0 - eps) * w);
             }
+            self.release_scratch(T::wrap(stats));
             self.record(
                 Op::CrossEntropyBackward { grad: g, logits, target, reduction, label_smoothing: eps, ignore_index },
                 sl,
