@@ -154,6 +154,8 @@ pub trait Float:
     fn ln_in_place(x: &mut [Self]);
     /// out = sigmoid(x) over slices of one length (vectorised for float32).
     fn sigmoid_into(x: &[Self], out: &mut [Self]);
+    /// Softmax parts of the rows of an [n, c] matrix (see [`crate::kernels::math::softmax_rows`]).
+    fn softmax_rows(x: &[Self], c: usize, e: &mut [Self], maxes: &mut [Self], sums: &mut [Self], lse: &mut [Self]);
     #[doc(hidden)]
     fn slice(b: &Buf) -> Option<&[Self]>;
     #[doc(hidden)]
@@ -174,7 +176,7 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ty, $variant:ident, $gemm:path, $erf:path, $exp:path, $ln:path, $sigmoid:path) => {
+    ($t:ty, $variant:ident, $gemm:path, $erf:path, $exp:path, $ln:path, $sigmoid:path, $softmax:path) => {
         impl Float for $t {
             const DTYPE: DType = DType::$variant;
             const ZERO: Self = 0.0;
@@ -206,6 +208,9 @@ macro_rules! impl_float {
             fn exp_in_place(x: &mut [Self]) { $exp(x) }
             fn ln_in_place(x: &mut [Self]) { $ln(x) }
             fn sigmoid_into(x: &[Self], out: &mut [Self]) { $sigmoid(x, out) }
+            fn softmax_rows(x: &[Self], c: usize, e: &mut [Self], maxes: &mut [Self], sums: &mut [Self], lse: &mut [Self]) {
+                $softmax(x, c, e, maxes, sums, lse)
+            }
             fn slice(b: &Buf) -> Option<&[Self]> { if let Buf::$variant(v) = b { Some(v) } else { None } }
             fn slice_mut(b: &mut Buf) -> Option<&mut Vec<Self>> { if let Buf::$variant(v) = b { Some(v) } else { None } }
             fn wrap(v: Vec<Self>) -> Buf { Buf::$variant(v) }
@@ -223,6 +228,8 @@ macro_rules! impl_float {
 }
 
 impl_float!(f32, F32, crate::kernels::gemm::sgemm, crate::kernels::math::erf_f32,
-    crate::kernels::math::exp_f32_in_place, crate::kernels::math::ln_f32_in_place, crate::kernels::math::sigmoid_f32);
+    crate::kernels::math::exp_f32_in_place, crate::kernels::math::ln_f32_in_place, crate::kernels::math::sigmoid_f32,
+    crate::kernels::math::softmax_rows_f32);
 impl_float!(f64, F64, crate::kernels::gemm::dgemm, crate::kernels::math::erf_f64,
-    crate::kernels::math::exp_f64_in_place, crate::kernels::math::ln_f64_in_place, crate::kernels::math::sigmoid_f64);
+    crate::kernels::math::exp_f64_in_place, crate::kernels::math::ln_f64_in_place, crate::kernels::math::sigmoid_f64,
+    crate::kernels::math::softmax_rows::<f64>);

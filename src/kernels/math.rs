@@ -66,7 +66,7 @@ pub fn sigmoid_f32(x: &[f32], out: &mut [f32]) {
     {
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F (checked just above); the slices have one length.
-            return unsafe { avx512::map(x, out, avx512::sigmoid) };
+            return unsafe { avx512::sigmoid_slice(x, out) };
         }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
@@ -83,7 +83,7 @@ pub fn exp_f32_in_place(x: &mut [f32]) {
     {
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { avx512::map_in_place(x, avx512::exp) };
+            return unsafe { avx512::exp_slice(x) };
         }
     }
     x.iter_mut().for_each(|v| *v = exp_f32(*v));
@@ -96,7 +96,7 @@ pub fn ln_f32_in_place(x: &mut [f32]) {
     {
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { avx512::map_in_place(x, avx512::ln) };
+            return unsafe { avx512::ln_slice(x) };
         }
     }
     x.iter_mut().for_each(|v| *v = v.ln());
@@ -125,6 +125,57 @@ pub fn sigmoid_f64(x: &[f64], out: &mut [f64]) {
     }
 }
 
+/// Per row of an [n, c] matrix x: e = e^(x − max) into `e`, the row's max, Σe (the softmax
+/// denominator) and log-sum-exp (max + ln Σe). The exponentials and logarithms run over whole slices,
+/// vectorised for float32 (see [`softmax_rows_f32`]). Slices: x and e n·c, the others n.
+pub fn softmax_rows<T: crate::dtype::Float>(x: &[T], c: usize, e: &mut [T], maxes: &mut [T], sums: &mut [T], lse: &mut [T]) {
+    if c == 0 || maxes.is_empty() {
+        return;
+    }
+    // Column by column, so that the rows' maxima and sums are independent chains (a row of 3 logits
+    // summed on its own is a chain of dependent adds); each row still sums in column order.
+    maxes.fill(T::from_f64(f64::NEG_INFINITY));
+    for j in 0..c {
+        for (m, &v) in maxes.iter_mut().zip(x[j..].iter().step_by(c)) {
+            *m = m.max(v);
+        }
+    }
+    for ((row, er), &m) in x.chunks_exact(c).zip(e.chunks_exact_mut(c)).zip(maxes.iter()) {
+        for (o, &v) in er.iter_mut().zip(row) {
+            *o = v - m;
+        }
+    }
+    T::exp_in_place(e);
+    sums.fill(T::ZERO);
+    for j in 0..c {
+        for (s, &v) in sums.iter_mut().zip(e[j..].iter().step_by(c)) {
+            *s = *s + v;
+        }
+    }
+    lse.copy_from_slice(sums);
+    T::ln_in_place(lse);
+    for (l, &m) in lse.iter_mut().zip(maxes.iter()) {
+        *l = *l + m;
+    }
+}
+
+
+/// [`softmax_rows`] for float32: with AVX-512 and at most 32 columns, sixteen rows at a time, each
+/// column gathered from the sixteen rows (a row of 3 logits would leave most of a vector idle); the
+/// same arithmetic in the same order, so the results equal the general loop's.
+pub fn softmax_rows_f32(x: &[f32], c: usize, e: &mut [f32], maxes: &mut [f32], sums: &mut [f32], lse: &mut [f32]) {
+    let n = maxes.len();
+    assert!(x.len() == n * c && e.len() == n * c && sums.len() == n && lse.len() == n, "softmax_rows_f32: slice lengths do not match");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if (1..=32).contains(&c) && std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above); the lengths were checked.
+            return unsafe { avx512::softmax_rows(x, c, e, maxes, sums, lse) };
+        }
+    }
+    softmax_rows(x, c, e, maxes, sums, lse)
+}
+
 #[inline(always)]
 fn sigmoid_loop(x: &[f32], out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
@@ -145,12 +196,13 @@ unsafe fn sigmoid_avx2(x: &[f32], out: &mut [f32]) {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    /// out[i] = f(x[i]), 16 lanes at a time, the tail under a mask.
+    /// out[i] = f(x[i]), 16 lanes at a time, the tail under a mask (f inlines: it is always one of
+    /// this module's functions, called from a function with the same features).
     ///
     /// # Safety
     /// The CPU has AVX-512F; `out` is as long as `x`.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn map(x: &[f32], out: &mut [f32], f: unsafe fn(__m512) -> __m512) {
+    #[inline(always)]
+    pub(super) unsafe fn map(x: &[f32], out: &mut [f32], f: impl Fn(__m512) -> __m512) {
         let n = x.len().min(out.len());
         let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
         let mut i = 0;
@@ -168,8 +220,8 @@ mod avx512 {
     ///
     /// # Safety
     /// The CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn map_in_place(x: &mut [f32], f: unsafe fn(__m512) -> __m512) {
+    #[inline(always)]
+    pub(super) unsafe fn map_in_place(x: &mut [f32], f: impl Fn(__m512) -> __m512) {
         let (n, p) = (x.len(), x.as_mut_ptr());
         let mut i = 0;
         while i + 16 <= n {
@@ -179,6 +231,70 @@ mod avx512 {
         if i < n {
             let mask = ((1u32 << (n - i)) - 1) as __mmask16;
             _mm512_mask_storeu_ps(p.add(i), mask, f(_mm512_maskz_loadu_ps(mask, p.add(i))));
+        }
+    }
+
+    /// sigmoid over a slice.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `out` is as long as `x`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn sigmoid_slice(x: &[f32], out: &mut [f32]) {
+        map(x, out, |v| sigmoid(v))
+    }
+
+    /// exp over a slice, in place.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn exp_slice(x: &mut [f32]) {
+        map_in_place(x, |v| exp(v))
+    }
+
+    /// ln over a slice, in place.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn ln_slice(x: &mut [f32]) {
+        map_in_place(x, |v| ln(v))
+    }
+
+    /// The max of PyTorch's `max`: NaN if either is NaN (vmaxps alone returns its second operand).
+    #[inline(always)]
+    unsafe fn max_nan(m: __m512, v: __m512) -> __m512 {
+        _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(m, m), _mm512_max_ps(m, v), m)
+    }
+
+    /// Softmax parts of sixteen rows at a time (c ≤ 32): each column gathered across the rows.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; x and e hold n·c floats, maxes, sums and lse n (n = maxes.len()); c ≤ 32.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn softmax_rows(x: &[f32], c: usize, e: &mut [f32], maxes: &mut [f32], sums: &mut [f32], lse: &mut [f32]) {
+        let n = maxes.len();
+        let idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(c as i32));
+        let mut i0 = 0;
+        while i0 < n {
+            let live = (n - i0).min(16);
+            let mask = if live == 16 { 0xffff } else { ((1u32 << live) - 1) as __mmask16 };
+            let (xs, es) = (x.as_ptr().add(i0 * c), e.as_mut_ptr().add(i0 * c));
+            let mut m = splat(f32::NEG_INFINITY);
+            for j in 0..c {
+                m = max_nan(m, _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, xs.add(j)));
+            }
+            let mut s = _mm512_setzero_ps();
+            for j in 0..c {
+                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, xs.add(j));
+                let ev = exp(_mm512_sub_ps(v, m));
+                _mm512_mask_i32scatter_ps::<4>(es.add(j), mask, idx, ev);
+                s = _mm512_add_ps(s, ev);
+            }
+            _mm512_mask_storeu_ps(maxes.as_mut_ptr().add(i0), mask, m);
+            _mm512_mask_storeu_ps(sums.as_mut_ptr().add(i0), mask, s);
+            _mm512_mask_storeu_ps(lse.as_mut_ptr().add(i0), mask, _mm512_add_ps(ln(s), m));
+            i0 += 16;
         }
     }
 
@@ -193,6 +309,7 @@ mod avx512 {
     /// # Safety
     /// The CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
+    #[inline]
     pub(super) unsafe fn exp(x: __m512) -> __m512 {
         let xc = _mm512_min_ps(_mm512_max_ps(x, splat(-87.3)), splat(88.7));
         let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(xc, splat(std::f32::consts::LOG2_E)));
@@ -216,6 +333,7 @@ mod avx512 {
     /// # Safety
     /// The CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
+    #[inline]
     pub(super) unsafe fn ln(x: __m512) -> __m512 {
         let one = splat(1.0);
         // m in [0.5, 1) and e with x = m·2ᵉ.
@@ -246,6 +364,7 @@ mod avx512 {
     /// # Safety
     /// The CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
+    #[inline]
     pub(super) unsafe fn sigmoid(x: __m512) -> __m512 {
         let e = exp(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
         let s = _mm512_div_ps(splat(1.0), _mm512_add_ps(splat(1.0), e));
@@ -323,5 +442,31 @@ mod tests {
         assert!(edges[2].is_nan() && edges[3].is_nan() && edges[5].is_nan());
         assert_eq!(edges[4], f32::INFINITY);
         assert_eq!(edges[6], 0.0);
+    }
+
+    #[test]
+    fn gathered_softmax_rows_equal_the_general_loop_bit_for_bit() {
+        let mut seed = 0x2545f4914f6cdd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 60.0
+        };
+        for c in [1usize, 2, 3, 7, 10, 16, 31, 32, 33] {
+            for n in [0usize, 1, 15, 16, 17, 40] {
+                let mut x: Vec<f32> = (0..n * c).map(|_| next()).collect();
+                if n > 2 {
+                    x[c] = f32::NAN; // row 1 holds a NaN
+                    x[2 * c] = f32::INFINITY; // row 2 an infinity
+                }
+                let run = |f: fn(&[f32], usize, &mut [f32], &mut [f32], &mut [f32], &mut [f32])| {
+                    let (mut e, mut m, mut s, mut l) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+                    f(&x, c, &mut e, &mut m, &mut s, &mut l);
+                    [e, m, s, l].concat().iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+                };
+                assert_eq!(run(softmax_rows_f32), run(softmax_rows::<f32>), "c = {c}, n = {n}");
+            }
+        }
     }
 }

@@ -49,30 +49,6 @@ impl Default for CrossEntropyOptions {
     }
 }
 
-/// Per row of an [n, c] matrix x: e = e^(x − max) into `e`, the row's max, Σe (the softmax
-/// denominator) and log-sum-exp (max + ln Σe). The exponentials and logarithms run over whole slices,
-/// vectorised for float32.
-fn softmax_rows<T: Float>(x: &[T], c: usize, e: &mut [T], maxes: &mut [T], sums: &mut [T], lse: &mut [T]) {
-    if c == 0 {
-        return;
-    }
-    for ((row, er), m) in x.chunks_exact(c).zip(e.chunks_exact_mut(c)).zip(maxes.iter_mut()) {
-        *m = row.iter().fold(T::from_f64(f64::NEG_INFINITY), |m, &v| m.max(v));
-        for (o, &v) in er.iter_mut().zip(row) {
-            *o = v - *m;
-        }
-    }
-    T::exp_in_place(e);
-    for ((er, s), l) in e.chunks_exact(c).zip(sums.iter_mut()).zip(lse.iter_mut()) {
-        *s = er.iter().fold(T::ZERO, |a, &v| a + v);
-        *l = *s;
-    }
-    T::ln_in_place(lse);
-    for (l, &m) in lse.iter_mut().zip(maxes.iter()) {
-        *l = *l + m;
-    }
-}
-
 fn reduced_shape(shape: &Shape, reduction: Reduction) -> Shape {
     match reduction {
         Reduction::None => *shape,
@@ -165,7 +141,7 @@ impl Graph {
             let (x, tv) = (self.data::<T>(logits)?, self.data_i64(target)?);
             let (maxes, rest) = stats.split_at_mut(n);
             let (sums, lse) = rest.split_at_mut(n);
-            softmax_rows(x, c, &mut e, maxes, sums, lse);
+            T::softmax_rows(x, c, &mut e, maxes, sums, lse);
             let mut total = 0.0f64;
             let mut count = 0usize;
             for i in 0..n {
@@ -213,7 +189,7 @@ impl Graph {
             let (x, tv, gv) = (self.data::<T>(logits)?, self.data_i64(target)?, self.data::<T>(g)?);
             let (maxes, rest) = stats.split_at_mut(n);
             let (sums, lse) = rest.split_at_mut(n);
-            softmax_rows(x, c, &mut out, maxes, sums, lse);
+            T::softmax_rows(x, c, &mut out, maxes, sums, lse);
             let count = tv.iter().filter(|&&t| t != ignore_index).count();
             let off = T::from_f64(eps / c as f64);
             for i in 0..n {
