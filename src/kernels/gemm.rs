@@ -126,7 +126,7 @@ pub fn sgemm(
 }
 
 /// Below this many multiply-adds a product runs on one thread: waking a worker costs more.
-const PARALLEL_MIN_MACS: usize = 1 << 20;
+pub(crate) const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// [`sgemm`] on a chosen path and thread count (for tests and benchmarks). Panics if the CPU cannot run
 /// the path.

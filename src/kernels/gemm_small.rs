@@ -19,17 +19,21 @@
 //! here by definition) only when its rows are not contiguous; products the kernels do not suit go
 //! to the blocked path.
 //!
+//! Products of 2^20 multiply-adds or more (those the blocked path may split over threads) never come
+//! here, so which path computes a product depends on its shape alone, never on the thread count.
+//!
 //! Results are bit-identical to the blocked kernels of `gemm`: every output element is the same chain
 //! of fused multiply-adds over k, in the same [`k_step`] blocks, added into C block by block with the
 //! same alpha and beta arithmetic (the transposed form changes which operand is broadcast, not the
 //! products or their order).
 
-use super::gemm::k_step;
+use super::gemm::{k_step, PARALLEL_MIN_MACS};
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
-/// Largest product (multiply-adds) the small path takes; above it, packing pays for itself.
-const MAX_MACS: usize = 1 << 19;
+/// Largest C the small path writes element by element (a transposed orientation whose output rows
+/// are strided); past it the blocked kernel's vector stores win.
+const MAX_STRIDED_C: usize = 1024;
 /// Largest B (k × columns, floats) the tiles stream from cache on every row tile.
 const MAX_B: usize = 1 << 15;
 /// Deepest product whose B fits in registers (k vectors + 8 accumulators ≤ 32 zmm).
@@ -83,6 +87,9 @@ impl Plan {
         let vecs = self.cols.div_ceil(16);
         let copy_b = if self.csb == 1 { 0 } else { k * self.cols / 2 };
         let scalar_c = if self.csc == 1 { 0 } else { self.rows * self.cols * 2 };
+        if self.csc != 1 && self.rows * self.cols > MAX_STRIDED_C {
+            return None;
+        }
         let (work, kernel) = if self.csa == 1 && k <= MAX_K_IN_REGISTERS && self.cols <= 16 {
             (self.rows.div_ceil(8) * 8 * (k + 1), Kernel::BInRegisters)
         } else if self.rsa == 1 && k * self.cols.min(32) <= MAX_B {
@@ -134,7 +141,7 @@ pub(crate) unsafe fn sgemm(
     b: *const f32, rsb: isize, csb: isize,
     beta: f32, c: *mut f32, rsc: isize, csc: isize,
 ) -> bool {
-    if m.saturating_mul(n).saturating_mul(k) > MAX_MACS {
+    if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_MACS {
         return false;
     }
     let plain = Plan { rows: m, cols: n, a, rsa, csa, b, rsb, csb, c, rsc, csc };
