@@ -179,9 +179,11 @@ impl Graph {
             let mut out = self.alloc::<T>(out_shape.numel())?;
             let beta = match b {
                 Some(b) => {
+                    // Element by element: a memcpy call per row cost more than the copy for the
+                    // narrow layers of small networks.
                     let bv = self.data::<T>(b)?;
-                    for row in out.chunks_exact_mut(nout.max(1)) {
-                        row.copy_from_slice(&bv[..row.len()]);
+                    for (o, &v) in out.iter_mut().zip(bv.iter().cycle()) {
+                        *o = v;
                     }
                     T::ONE
                 }

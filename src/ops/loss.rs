@@ -192,25 +192,36 @@ impl Graph {
             T::softmax_rows(x, c, &mut out, maxes, sums, lse);
             let count = tv.iter().filter(|&&t| t != ignore_index).count();
             let off = T::from_f64(eps / c as f64);
-            for i in 0..n {
-                let o = &mut out[i * c..(i + 1) * c];
-                let t = tv[i];
-                let w = match reduction {
-                    _ if t == ignore_index => 0.0,
+            // Each row's weight (0 for an ignored target) and 1/Σ, then every element scaled column by
+            // column (independent rows, no per-row loop over a handful of classes).
+            let weight = |i: usize| -> f64 {
+                match reduction {
+                    _ if tv[i] == ignore_index => 0.0,
                     Reduction::None => gv[i].to_f64(),
                     Reduction::Sum => gv[0].to_f64(),
                     Reduction::Mean => gv[0].to_f64() / count as f64,
-                };
+                }
+            };
+            let (ws, invs) = (maxes, sums);
+            for (i, (w, inv)) in ws.iter_mut().zip(invs.iter_mut()).enumerate() {
+                *w = T::from_f64(weight(i));
+                *inv = T::ONE / *inv;
+            }
+            for j in 0..c {
+                for ((o, &inv), &wt) in out[j..].iter_mut().step_by(c).zip(invs.iter()).zip(ws.iter()) {
+                    // o holds e^(x − max); softmax = o / Σ.
+                    *o = (*o * inv - off) * wt;
+                }
+            }
+            for i in 0..n {
+                let w = weight(i);
+                let o = &mut out[i * c..(i + 1) * c];
                 if w == 0.0 {
                     o.iter_mut().for_each(|v| *v = T::ZERO);
-                    continue;
+                } else {
+                    let t = tv[i] as usize;
+                    o[t] = o[t] - T::from_f64((1.0 - eps) * w);
                 }
-                // o holds e^(x − max); softmax = o / Σ.
-                let (inv, wt) = (T::ONE / sums[i], T::from_f64(w));
-                for ov in o.iter_mut() {
-                    *ov = (*ov * inv - off) * wt;
-                }
-                o[t as usize] = o[t as usize] - T::from_f64((1.0 - eps) * w);
             }
             self.release_scratch(T::wrap(stats));
             self.record(
