@@ -194,12 +194,16 @@ impl Graph {
             let off = T::from_f64(eps / c as f64);
             // Each row's weight (0 for an ignored target) and 1/Σ, then every element scaled column by
             // column (independent rows, no per-row loop over a handful of classes).
+            let shared = match reduction {
+                Reduction::None => 0.0,
+                Reduction::Sum => gv[0].to_f64(),
+                Reduction::Mean => gv[0].to_f64() / count as f64,
+            };
             let weight = |i: usize| -> f64 {
                 match reduction {
                     _ if tv[i] == ignore_index => 0.0,
                     Reduction::None => gv[i].to_f64(),
-                    Reduction::Sum => gv[0].to_f64(),
-                    Reduction::Mean => gv[0].to_f64() / count as f64,
+                    Reduction::Sum | Reduction::Mean => shared,
                 }
             };
             let (ws, invs) = (maxes, sums);
