@@ -390,15 +390,29 @@ unsafe fn pack_a(mc: usize, kc: usize, mr: usize, a: *const f32, rsa: isize, csa
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn pack_b(kc: usize, nc: usize, nr: usize, b: *const f32, rsb: isize, csb: isize, out: *mut f32) {
+    if csb == 1 {
+        // Rows of B are contiguous: read each row once, front to back, and deal its nr-wide pieces
+        // out to the panels. Reading panel by panel instead would touch a couple of lines per row
+        // and page, which defeats the hardware prefetcher when B is large (a 4096-wide B is
+        // 16 KiB a row).
+        let full = nc / nr;
+        let cols = nc - full * nr;
+        for kk in 0..kc {
+            let src = b.offset(kk as isize * rsb);
+            let dst = out.add(kk * nr);
+            for q in 0..full {
+                x86::copy_full(src.add(q * nr), dst.add(q * nr * kc), nr);
+            }
+            if cols > 0 {
+                x86::copy_pad(src.add(full * nr), dst.add(full * nr * kc), cols, nr);
+            }
+        }
+        return;
+    }
     for (q, j0) in (0..nc).step_by(nr).enumerate() {
         let cols = nr.min(nc - j0);
         let dst = out.add(q * nr * kc);
-        if csb == 1 {
-            // Rows of B are contiguous: copy nr values per k.
-            for kk in 0..kc {
-                x86::copy_pad(b.offset(kk as isize * rsb + j0 as isize), dst.add(kk * nr), cols, nr);
-            }
-        } else if rsb == 1 {
+        if rsb == 1 {
             // Columns are contiguous (a transposed weight): transpose 8×8 blocks in registers.
             for jb in (0..nr).step_by(8) {
                 let w = 8.min(nr - jb);
@@ -457,25 +471,55 @@ mod x86 {
         }
     }
 
+    /// dst[..width] = src[..width] for a width that is a multiple of 8 (a full panel row).
+    ///
+    /// # Safety
+    /// src and dst hold width floats; the CPU has AVX.
+    #[inline(always)]
+    pub(super) unsafe fn copy_full(src: *const f32, dst: *mut f32, width: usize) {
+        // Unrolled by hand for the widths the kernels use: a plain loop here is turned into a call
+        // to memcpy, which costs more than the copy for 32 floats.
+        match width {
+            32 => {
+                let (x0, x1, x2, x3) = (_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8)), _mm256_loadu_ps(src.add(16)), _mm256_loadu_ps(src.add(24)));
+                _mm256_storeu_ps(dst, x0);
+                _mm256_storeu_ps(dst.add(8), x1);
+                _mm256_storeu_ps(dst.add(16), x2);
+                _mm256_storeu_ps(dst.add(24), x3);
+            }
+            16 => {
+                let (x0, x1) = (_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8)));
+                _mm256_storeu_ps(dst, x0);
+                _mm256_storeu_ps(dst.add(8), x1);
+            }
+            _ => copy_pad(src, dst, width, width),
+        }
+    }
+
     /// dst[..len] = src[..len], then zeros up to `width`.
     ///
     /// # Safety
     /// src holds len floats, dst width floats; the CPU has AVX.
     #[inline(always)]
     pub(super) unsafe fn copy_pad(src: *const f32, dst: *mut f32, len: usize, width: usize) {
+        // Eight lanes at a time through masked loads and stores (masked-off lanes are neither read
+        // nor written), so no scalar loop is left for the compiler to turn into memcpy and memset.
         let mut x = 0;
-        while x + 8 <= len {
-            _mm256_storeu_ps(dst.add(x), _mm256_loadu_ps(src.add(x)));
+        while x < width {
+            let v = _mm256_maskload_ps(src.add(x), first_lanes(len.saturating_sub(x)));
+            if x + 8 <= width {
+                _mm256_storeu_ps(dst.add(x), v);
+            } else {
+                _mm256_maskstore_ps(dst.add(x), first_lanes(width - x), v);
+            }
             x += 8;
         }
-        while x < len {
-            *dst.add(x) = *src.add(x);
-            x += 1;
-        }
-        while x < width {
-            *dst.add(x) = 0.0;
-            x += 1;
-        }
+    }
+
+    /// A mask of the first min(n, 8) of eight 32-bit lanes.
+    #[inline(always)]
+    unsafe fn first_lanes(n: usize) -> __m256i {
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
     }
 
     /// Transposes `live` source rows (each kc contiguous floats, `ld` apart) into dst: for each k,
@@ -522,11 +566,8 @@ mod x86 {
                 if w == 8 {
                     _mm256_storeu_ps(d, *ok);
                 } else {
-                    let mut tmp = [0.0f32; 8];
-                    _mm256_storeu_ps(tmp.as_mut_ptr(), *ok);
-                    for (j, &t) in tmp.iter().enumerate().take(w) {
-                        *d.add(j) = t;
-                    }
+                    // The 4-row remainder of a 12-row tile, and narrower edges.
+                    _mm256_maskstore_ps(d, first_lanes(w), *ok);
                 }
             }
             k0 += 8;
