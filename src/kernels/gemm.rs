@@ -209,14 +209,28 @@ trait Micro {
     const MC: usize;
     /// Columns of a packed panel of B (a multiple of NR).
     const NC: usize;
+    /// Whether `tile` can pack a row-major B micro-panel while it computes (see `BSource`).
+    const FUSED_B: bool;
     /// C[..mr, ..nr] = alpha·(A·B̃) + beta·C over an MR×kc tile of A read with strides (ars, acs) —
     /// (1, MR) when packed — and a packed B̃ (kc×nr_pack), where nr_pack is NR, or NR/2 when `narrow`.
+    /// With `fill` (only when FUSED_B, never narrow), B̃ is not yet packed: the kernel reads the
+    /// kc×NR micro-panel from B itself and writes B̃ as it goes.
     ///
     /// # Safety
     /// The CPU supports the kernel's features; A's MR×kc view is readable (all MR rows, even past mr);
-    /// `b` holds kc·nr_pack floats; C's mr×nr view is valid for writes.
+    /// `b` holds kc·nr_pack floats (writable when filling); a fill source's kc×NR view is readable;
+    /// C's mr×nr view is valid for writes.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32);
+    unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *mut f32, fill: Option<BSource>, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32);
+}
+
+/// A row-major micro-panel of B (its NR columns contiguous, rows `rs` apart) that a kernel packs
+/// while it multiplies — the first tile that uses a panel does the packing, so reading B from
+/// memory overlaps the arithmetic instead of being a separate pass bound by memory bandwidth.
+#[derive(Clone, Copy)]
+struct BSource {
+    b: *const f32,
+    rs: isize,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -277,16 +291,22 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
         // Narrow tiles when every column fits in half a wide tile (the 10-wide output layer).
         let narrow = n <= K::NR / 2;
         let nr_pack = if narrow { K::NR / 2 } else { K::NR };
+        let fuse = K::FUSED_B && !narrow && v.csb == 1;
         for jc in (0..n).step_by(K::NC) {
             let nc = K::NC.min(n - jc);
             let kstep = k_step(k);
             for pc in (0..k).step_by(kstep) {
                 let kc = kstep.min(k - pc);
                 let beta_pc = if pc == 0 { beta } else { 1.0 };
-                // SAFETY: the views were checked by sgemm_on; (pc, jc) lies inside B, and the packed
-                // panel (nc rounded up to nr_pack, times kc) fits the buffer sized above. Both of our
-                // paths require AVX2 (SgemmPath::available), checked by sgemm_on.
-                unsafe { pack_b(kc, nc, nr_pack, v.b.offset(pc as isize * v.rsb + jc as isize * v.csb), v.rsb, v.csb, bp) };
+                let b_blk = ConstPtr(v.b).offset_by(pc as isize * v.rsb + jc as isize * v.csb);
+                // Full micro-panels of a row-major B are packed by the first tile that uses them;
+                // the rest of the panel (all of it otherwise) is packed here.
+                let fused = if fuse { nc / nr_pack * nr_pack } else { 0 };
+                // SAFETY: the views were checked by sgemm_on; (pc, jc + fused) lies inside B (or
+                // nothing is packed), and the packed panel (nc rounded up to nr_pack, times kc)
+                // fits the buffer sized above. Both of our paths require AVX2
+                // (SgemmPath::available), checked by sgemm_on.
+                unsafe { pack_b(kc, nc - fused, nr_pack, b_blk.offset_by(fused as isize * v.csb).0, v.rsb, v.csb, bp.add(fused * kc)) };
                 // A tile is read where it lies, unpacked, when few column panels reuse it (the narrow
                 // layers of small networks, where packing A would cost more than the product) and
                 // its rows or columns are contiguous. A partial last tile is always packed, because the
@@ -308,13 +328,16 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
                                 // SAFETY: the packed block holds tile ir / MR at ir·kc.
                                 (unsafe { ap.add(ir * kc) } as *const f32, 1, K::MR as isize)
                             };
+                            let fill = (ic == 0 && ir == 0 && jr < fused)
+                                .then(|| BSource { b: b_blk.offset_by(jr as isize).0, rs: v.rsb });
                             // SAFETY: the CPU supports K (checked by sgemm_on); an unpacked tile is a
                             // full MR×kc view inside A, a packed one holds kc·MR floats; the packed B
-                            // tile holds kc·nr_pack floats; C's mr×nr tile at (ic+ir, jc+jr) lies inside C.
+                            // tile holds kc·nr_pack floats, and a fill source is a full kc×NR view
+                            // inside B (jr < fused); C's mr×nr tile at (ic+ir, jc+jr) lies inside C.
                             unsafe {
                                 K::tile(
                                     narrow, kc,
-                                    a_tile, ars, acs, bp.add(jr * kc),
+                                    a_tile, ars, acs, bp.add(jr * kc), fill,
                                     v.c.offset((ic + ir) as isize * v.rsc + (jc + jr) as isize * v.csc), v.rsc, v.csc,
                                     mr, nr, alpha, beta_pc,
                                 )
@@ -431,7 +454,7 @@ unsafe fn pack_b(kc: usize, nc: usize, nr: usize, b: *const f32, rsb: isize, csb
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::Micro;
+    use super::{BSource, Micro};
     use std::arch::x86_64::*;
 
     /// 12×32 tiles (24 zmm accumulators), 12×16 when narrow.
@@ -442,15 +465,20 @@ mod x86 {
     impl Micro for Avx512 {
         const MR: usize = 12;
         const NR: usize = 32;
-        const MC: usize = 144;
+        const MC: usize = 96;
         const NC: usize = 1024;
-        unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+        const FUSED_B: bool = true;
+        unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *mut f32, fill: Option<BSource>, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
             // Monomorphised for the packed layout, whose strides are then constants.
-            match (narrow, ars == 1 && acs == Self::MR as isize) {
-                (true, true) => tile_avx512::<1, true>(kc, a, 1, Self::MR as isize, b, c, rsc, csc, mr, nr, alpha, beta),
-                (false, true) => tile_avx512::<2, true>(kc, a, 1, Self::MR as isize, b, c, rsc, csc, mr, nr, alpha, beta),
-                (true, false) => tile_avx512::<1, false>(kc, a, ars, acs, b, c, rsc, csc, mr, nr, alpha, beta),
-                (false, false) => tile_avx512::<2, false>(kc, a, ars, acs, b, c, rsc, csc, mr, nr, alpha, beta),
+            let packed = ars == 1 && acs == Self::MR as isize;
+            let (src, rs) = fill.map_or((b as *const f32, 0), |f| (f.b, f.rs));
+            match (narrow, packed, fill.is_some()) {
+                (true, true, _) => tile_avx512::<1, true, false>(kc, a, 1, Self::MR as isize, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
+                (true, false, _) => tile_avx512::<1, false, false>(kc, a, ars, acs, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
+                (false, true, false) => tile_avx512::<2, true, false>(kc, a, 1, Self::MR as isize, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
+                (false, false, false) => tile_avx512::<2, false, false>(kc, a, ars, acs, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
+                (false, true, true) => tile_avx512::<2, true, true>(kc, a, 1, Self::MR as isize, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
+                (false, false, true) => tile_avx512::<2, false, true>(kc, a, ars, acs, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
             }
         }
     }
@@ -460,7 +488,9 @@ mod x86 {
         const NR: usize = 16;
         const MC: usize = 72;
         const NC: usize = 2048;
-        unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+        const FUSED_B: bool = false;
+        unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *mut f32, _fill: Option<BSource>, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+            let b = b as *const f32;
             // Monomorphised for the packed layout, whose strides are then constants.
             match (narrow, ars == 1 && acs == Self::MR as isize) {
                 (true, true) => tile_avx2::<1, true>(kc, a, 1, Self::MR as isize, b, c, rsc, csc, mr, nr, alpha, beta),
@@ -590,9 +620,12 @@ mod x86 {
         }
     }
 
+    /// How many rows of B ahead a filling kernel prefetches.
+    const FILL_AHEAD: isize = 8;
+
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_avx512<const NV: usize, const PACKED: bool>(kc: usize, a: *const f32, ars: isize, acs: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+    unsafe fn tile_avx512<const NV: usize, const PACKED: bool, const FILL: bool>(kc: usize, a: *const f32, ars: isize, acs: isize, b: *mut f32, src: *const f32, rs: isize, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
         const MR: usize = 12;
         let nrp = 16 * NV;
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
@@ -604,11 +637,19 @@ mod x86 {
                 _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64 * NV - 4));
             }
         }
-        let (mut a, mut b) = (a, b);
+        let (mut a, mut b, mut src) = (a, b, src);
         for _ in 0..kc {
             let mut bv = [_mm512_setzero_ps(); NV];
             for v in 0..NV {
-                bv[v] = _mm512_load_ps(b.add(16 * v));
+                if FILL {
+                    // Rows of B are rs apart, too far for the hardware prefetcher to follow.
+                    // (Also prefetching the next micro-panel into L2 was measured: no gain.)
+                    _mm_prefetch::<_MM_HINT_T0>(src.wrapping_offset(FILL_AHEAD * rs + 16 * v as isize) as *const i8);
+                    bv[v] = _mm512_loadu_ps(src.add(16 * v));
+                    _mm512_store_ps(b.add(16 * v), bv[v]);
+                } else {
+                    bv[v] = _mm512_load_ps(b.add(16 * v));
+                }
             }
             for i in 0..MR {
                 let ai = _mm512_set1_ps(if PACKED { *a.add(i) } else { *a.offset(i as isize * ars) });
@@ -618,6 +659,9 @@ mod x86 {
             }
             a = if PACKED { a.add(MR) } else { a.offset(acs) };
             b = b.add(nrp);
+            if FILL {
+                src = src.offset(rs);
+            }
         }
         let alphav = _mm512_set1_ps(alpha);
         let betav = _mm512_set1_ps(beta);
