@@ -388,12 +388,8 @@ unsafe fn pack_a(mc: usize, kc: usize, mr: usize, a: *const f32, rsa: isize, csa
                 x86::copy_pad(a.offset(i0 as isize + kk as isize * csa), dst.add(kk * mr), rows, mr);
             }
         } else if csa == 1 {
-            // Rows are contiguous: transpose 8×8 blocks in registers.
-            for ib in (0..mr).step_by(8) {
-                let w = 8.min(mr - ib);
-                let live = rows.saturating_sub(ib).min(w);
-                x86::transpose_pack(a.offset((i0 + ib) as isize * rsa), rsa, live, kc, dst.add(ib), mr, w);
-            }
+            // Rows are contiguous: transpose blocks in registers.
+            x86::transpose_pack(a.offset(i0 as isize * rsa), rsa, rows, kc, dst, mr);
         } else {
             for i in 0..mr {
                 for kk in 0..kc {
@@ -436,12 +432,8 @@ unsafe fn pack_b(kc: usize, nc: usize, nr: usize, b: *const f32, rsb: isize, csb
         let cols = nr.min(nc - j0);
         let dst = out.add(q * nr * kc);
         if rsb == 1 {
-            // Columns are contiguous (a transposed weight): transpose 8×8 blocks in registers.
-            for jb in (0..nr).step_by(8) {
-                let w = 8.min(nr - jb);
-                let live = cols.saturating_sub(jb).min(w);
-                x86::transpose_pack(b.offset((j0 + jb) as isize * csb), csb, live, kc, dst.add(jb), nr, w);
-            }
+            // Columns are contiguous (a transposed weight): transpose blocks in registers.
+            x86::transpose_pack(b.offset(j0 as isize * csb), csb, cols, kc, dst, nr);
         } else {
             for j in 0..nr {
                 for kk in 0..kc {
@@ -552,61 +544,105 @@ mod x86 {
         _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
     }
 
-    /// Transposes `live` source rows (each kc contiguous floats, `ld` apart) into dst: for each k,
-    /// `w` values (rows past `live` are zero) at dst + k·stride. 8×8 blocks go through registers.
+    /// Transposes `live` source rows (each kc contiguous floats, `ld` apart) into a panel `width`
+    /// wide: for each k, the rows' values at dst + k·width, zeros past `live`. Eight k at a time,
+    /// the whole width (written a full panel row at a time), through 8×8 and 4×8 register blocks.
     ///
     /// # Safety
-    /// live ≤ w ≤ 8; the rows are readable; dst is writable at the w·kc positions; the CPU has AVX.
+    /// live ≤ width; the live rows are readable for kc floats; dst is writable for kc·width floats;
+    /// the CPU has AVX.
     #[inline(always)]
-    pub(super) unsafe fn transpose_pack(src: *const f32, ld: isize, live: usize, kc: usize, dst: *mut f32, stride: usize, w: usize) {
+    pub(super) unsafe fn transpose_pack(src: *const f32, ld: isize, live: usize, kc: usize, dst: *mut f32, width: usize) {
         let mut k0 = 0;
         while k0 + 8 <= kc {
-            let mut r = [_mm256_setzero_ps(); 8];
-            for (j, rj) in r.iter_mut().enumerate().take(live) {
-                *rj = _mm256_loadu_ps(src.offset(j as isize * ld + k0 as isize));
-            }
-            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-            let o = [
-                _mm256_permute2f128_ps::<0x20>(u0, u4),
-                _mm256_permute2f128_ps::<0x20>(u1, u5),
-                _mm256_permute2f128_ps::<0x20>(u2, u6),
-                _mm256_permute2f128_ps::<0x20>(u3, u7),
-                _mm256_permute2f128_ps::<0x31>(u0, u4),
-                _mm256_permute2f128_ps::<0x31>(u1, u5),
-                _mm256_permute2f128_ps::<0x31>(u2, u6),
-                _mm256_permute2f128_ps::<0x31>(u3, u7),
-            ];
-            for (kk, ok) in o.iter().enumerate() {
-                let d = dst.add((k0 + kk) * stride);
-                if w == 8 {
-                    _mm256_storeu_ps(d, *ok);
+            let mut g = 0;
+            while g < width {
+                let w = (width - g).min(8);
+                let rows = live.saturating_sub(g).min(w);
+                let (s, d) = (src.offset(g as isize * ld + k0 as isize), dst.add(k0 * width + g));
+                if w == 4 {
+                    transpose_4x8(s, ld, rows, d, width);
                 } else {
-                    // The 4-row remainder of a 12-row tile, and narrower edges.
-                    _mm256_maskstore_ps(d, first_lanes(w), *ok);
+                    transpose_8x8(s, ld, rows, d, width, w);
                 }
+                g += w;
             }
             k0 += 8;
         }
         for kk in k0..kc {
-            let d = dst.add(kk * stride);
-            for j in 0..w {
+            let d = dst.add(kk * width);
+            for j in 0..width {
                 *d.add(j) = if j < live { *src.offset(j as isize * ld + kk as isize) } else { 0.0 };
             }
+        }
+    }
+
+    /// An 8×8 block: `live` rows of 8 floats (`ld` apart; the rest zero) into 8 rows of `w` floats
+    /// `stride` apart.
+    #[inline(always)]
+    unsafe fn transpose_8x8(src: *const f32, ld: isize, live: usize, dst: *mut f32, stride: usize, w: usize) {
+        let mut r = [_mm256_setzero_ps(); 8];
+        for (j, rj) in r.iter_mut().enumerate().take(live) {
+            *rj = _mm256_loadu_ps(src.offset(j as isize * ld));
+        }
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let o = [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ];
+        for (kk, ok) in o.iter().enumerate() {
+            let d = dst.add(kk * stride);
+            if w == 8 {
+                _mm256_storeu_ps(d, *ok);
+            } else {
+                _mm256_maskstore_ps(d, first_lanes(w), *ok);
+            }
+        }
+    }
+
+    /// A 4×8 block (the last four rows of a 12-row tile): `live` rows of 8 floats into 8 rows of 4,
+    /// with a third of the shuffles of an 8×8 block.
+    #[inline(always)]
+    unsafe fn transpose_4x8(src: *const f32, ld: isize, live: usize, dst: *mut f32, stride: usize) {
+        let mut r = [_mm256_setzero_ps(); 4];
+        for (j, rj) in r.iter_mut().enumerate().take(live) {
+            *rj = _mm256_loadu_ps(src.offset(j as isize * ld));
+        }
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        // u_i holds k = i in its low half and k = i + 4 in its high half.
+        let u = [
+            _mm256_shuffle_ps::<0x44>(t0, t2),
+            _mm256_shuffle_ps::<0xEE>(t0, t2),
+            _mm256_shuffle_ps::<0x44>(t1, t3),
+            _mm256_shuffle_ps::<0xEE>(t1, t3),
+        ];
+        for (i, ui) in u.iter().enumerate() {
+            _mm_storeu_ps(dst.add(i * stride), _mm256_castps256_ps128(*ui));
+            _mm_storeu_ps(dst.add((i + 4) * stride), _mm256_extractf128_ps::<1>(*ui));
         }
     }
 
