@@ -308,9 +308,13 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
                 // (SgemmPath::available), checked by sgemm_on.
                 unsafe { pack_b(kc, nc - fused, nr_pack, b_blk.offset_by(fused as isize * v.csb).0, v.rsb, v.csb, bp.add(fused * kc)) };
                 // A tile is read where it lies, unpacked, when few column panels reuse it (up to
-                // DIRECT_A_MAX_PANELS) and its rows or columns are contiguous. A partial last tile
-                // is always packed, because the kernel reads all MR rows.
-                let direct = nc.div_ceil(nr_pack) <= DIRECT_A_MAX_PANELS && (v.csa == 1 || v.rsa == 1);
+                // DIRECT_A_MAX_PANELS), its rows or columns are contiguous, and its other stride is
+                // not a multiple of 4 KiB (its MR rows would then share L1 sets with each other
+                // and with the B micro-panel). A partial last tile is always packed, because the
+                // kernel reads all MR rows.
+                let direct = nc.div_ceil(nr_pack) <= DIRECT_A_MAX_PANELS
+                    && (v.csa == 1 || v.rsa == 1)
+                    && (v.rsa.max(v.csa) as usize * std::mem::size_of::<f32>()) % 4096 != 0;
                 for ic in (0..m).step_by(K::MC) {
                     let mc = K::MC.min(m - ic);
                     let a_blk = ConstPtr(v.a).offset_by(ic as isize * v.rsa + pc as isize * v.csa);
