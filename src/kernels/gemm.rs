@@ -216,14 +216,28 @@ trait Micro {
     const MC: usize;
     /// Columns of a packed panel of B (a multiple of NR).
     const NC: usize;
+    /// Whether `tile` can pack a row-major B micro-panel while it computes (see `BSource`).
+    const FUSED_B: bool;
     /// C[..mr, ..nr] = alpha·(A·B̃) + beta·C over an MR×kc tile of A read with strides (ars, acs) —
     /// (1, MR) when packed — and a packed B̃ (kc×nr_pack), where nr_pack is NR, or NR/2 when `narrow`.
+    /// With `fill` (only when FUSED_B, never narrow), B̃ is not yet packed: the kernel reads the
+    /// kc×NR micro-panel from B itself and writes B̃ as it goes.
     ///
     /// # Safety
     /// The CPU supports the kernel's features; A's MR×kc view is readable (all MR rows, even past mr);
-    /// `b` holds kc·nr_pack floats; C's mr×nr view is valid for writes.
+    /// `b` holds kc·nr_pack floats (writable when filling); a fill source's kc×NR view is readable;
+    /// C's mr×nr view is valid for writes.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32);
+    unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *mut f32, fill: Option<BSource>, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32);
+}
+
+/// A row-major micro-panel of B (its NR columns contiguous, rows `rs` apart) that a kernel packs
+/// while it multiplies — the first tile that uses a panel does the packing, so reading B from
+/// memory overlaps the arithmetic instead of being a separate pass bound by memory bandwidth.
+#[derive(Clone, Copy)]
+struct BSource {
+    b: *const f32,
+    rs: isize,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -284,21 +298,30 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
         // Narrow tiles when every column fits in half a wide tile (the 10-wide output layer).
         let narrow = n <= K::NR / 2;
         let nr_pack = if narrow { K::NR / 2 } else { K::NR };
+        let fuse = K::FUSED_B && !narrow && v.csb == 1;
         for jc in (0..n).step_by(K::NC) {
             let nc = K::NC.min(n - jc);
             let kstep = k_step(k);
             for pc in (0..k).step_by(kstep) {
                 let kc = kstep.min(k - pc);
                 let beta_pc = if pc == 0 { beta } else { 1.0 };
-                // SAFETY: the views were checked by sgemm_on; (pc, jc) lies inside B, and the packed
-                // panel (nc rounded up to nr_pack, times kc) fits the buffer sized above. Both of our
-                // paths require AVX2 (SgemmPath::available), checked by sgemm_on.
-                unsafe { pack_b(kc, nc, nr_pack, v.b.offset(pc as isize * v.rsb + jc as isize * v.csb), v.rsb, v.csb, bp) };
-                // A tile is read where it lies, unpacked, when few column panels reuse it (the narrow
-                // layers of small networks, where packing A would cost more than the product) and
-                // its rows or columns are contiguous. A partial last tile is always packed, because the
+                let b_blk = ConstPtr(v.b).offset_by(pc as isize * v.rsb + jc as isize * v.csb);
+                // Full micro-panels of a row-major B are packed by the first tile that uses them;
+                // the rest of the panel (all of it otherwise) is packed here.
+                let fused = if fuse { nc / nr_pack * nr_pack } else { 0 };
+                // SAFETY: the views were checked by sgemm_on; (pc, jc + fused) lies inside B (or
+                // nothing is packed), and the packed panel (nc rounded up to nr_pack, times kc)
+                // fits the buffer sized above. Both of our paths require AVX2
+                // (SgemmPath::available), checked by sgemm_on.
+                unsafe { pack_b(kc, nc - fused, nr_pack, b_blk.offset_by(fused as isize * v.csb).0, v.rsb, v.csb, bp.add(fused * kc)) };
+                // A tile is read where it lies, unpacked, when few column panels reuse it (up to
+                // DIRECT_A_MAX_PANELS), its rows or columns are contiguous, and its other stride is
+                // not a multiple of 4 KiB (its MR rows would then share L1 sets with each other
+                // and with the B micro-panel). A partial last tile is always packed, because the
                 // kernel reads all MR rows.
-                let direct = nc.div_ceil(nr_pack) <= 2 && (v.csa == 1 || v.rsa == 1);
+                let direct = nc.div_ceil(nr_pack) <= DIRECT_A_MAX_PANELS
+                    && (v.csa == 1 || v.rsa == 1)
+                    && (v.rsa.max(v.csa) as usize * std::mem::size_of::<f32>()) % 4096 != 0;
                 for ic in (0..m).step_by(K::MC) {
                     let mc = K::MC.min(m - ic);
                     let a_blk = ConstPtr(v.a).offset_by(ic as isize * v.rsa + pc as isize * v.csa);
@@ -315,13 +338,16 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
                                 // SAFETY: the packed block holds tile ir / MR at ir·kc.
                                 (unsafe { ap.add(ir * kc) } as *const f32, 1, K::MR as isize)
                             };
+                            let fill = (ic == 0 && ir == 0 && jr < fused)
+                                .then(|| BSource { b: b_blk.offset_by(jr as isize).0, rs: v.rsb });
                             // SAFETY: the CPU supports K (checked by sgemm_on); an unpacked tile is a
                             // full MR×kc view inside A, a packed one holds kc·MR floats; the packed B
-                            // tile holds kc·nr_pack floats; C's mr×nr tile at (ic+ir, jc+jr) lies inside C.
+                            // tile holds kc·nr_pack floats, and a fill source is a full kc×NR view
+                            // inside B (jr < fused); C's mr×nr tile at (ic+ir, jc+jr) lies inside C.
                             unsafe {
                                 K::tile(
                                     narrow, kc,
-                                    a_tile, ars, acs, bp.add(jr * kc),
+                                    a_tile, ars, acs, bp.add(jr * kc), fill,
                                     v.c.offset((ic + ir) as isize * v.rsc + (jc + jr) as isize * v.csc), v.rsc, v.csc,
                                     mr, nr, alpha, beta_pc,
                                 )
@@ -333,6 +359,12 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
         }
     })
 }
+
+/// Up to this many column micro-panels per B panel, full tiles of A are read in place instead of
+/// packed: packing costs a pass over A that so few reuses do not repay (measured: 128³ 142 → 156
+/// GFLOP/s, 256³ 152 → 161 at one thread; no change past 16, where a 4 KiB row stride would also
+/// start to alias A's rows in L1).
+const DIRECT_A_MAX_PANELS: usize = 16;
 
 /// Depth of the k blocks: k in equal blocks of at most 256 (784 = 4 × 196, not 3 × 256 + 16), because
 /// a thin last block would pay packing and tile edges for little work. Every path sums each output
@@ -372,12 +404,8 @@ unsafe fn pack_a(mc: usize, kc: usize, mr: usize, a: *const f32, rsa: isize, csa
                 x86::copy_pad(a.offset(i0 as isize + kk as isize * csa), dst.add(kk * mr), rows, mr);
             }
         } else if csa == 1 {
-            // Rows are contiguous: transpose 8×8 blocks in registers.
-            for ib in (0..mr).step_by(8) {
-                let w = 8.min(mr - ib);
-                let live = rows.saturating_sub(ib).min(w);
-                x86::transpose_pack(a.offset((i0 + ib) as isize * rsa), rsa, live, kc, dst.add(ib), mr, w);
-            }
+            // Rows are contiguous: transpose blocks in registers.
+            x86::transpose_pack(a.offset(i0 as isize * rsa), rsa, rows, kc, dst, mr);
         } else {
             for i in 0..mr {
                 for kk in 0..kc {
@@ -397,21 +425,31 @@ unsafe fn pack_a(mc: usize, kc: usize, mr: usize, a: *const f32, rsa: isize, csa
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn pack_b(kc: usize, nc: usize, nr: usize, b: *const f32, rsb: isize, csb: isize, out: *mut f32) {
+    if csb == 1 {
+        // Rows of B are contiguous: read each row once, front to back, and deal its nr-wide pieces
+        // out to the panels. Reading panel by panel instead would touch a couple of lines per row
+        // and page, which defeats the hardware prefetcher when B is large (a 4096-wide B is
+        // 16 KiB a row).
+        let full = nc / nr;
+        let cols = nc - full * nr;
+        for kk in 0..kc {
+            let src = b.offset(kk as isize * rsb);
+            let dst = out.add(kk * nr);
+            for q in 0..full {
+                x86::copy_full(src.add(q * nr), dst.add(q * nr * kc), nr);
+            }
+            if cols > 0 {
+                x86::copy_pad(src.add(full * nr), dst.add(full * nr * kc), cols, nr);
+            }
+        }
+        return;
+    }
     for (q, j0) in (0..nc).step_by(nr).enumerate() {
         let cols = nr.min(nc - j0);
         let dst = out.add(q * nr * kc);
-        if csb == 1 {
-            // Rows of B are contiguous: copy nr values per k.
-            for kk in 0..kc {
-                x86::copy_pad(b.offset(kk as isize * rsb + j0 as isize), dst.add(kk * nr), cols, nr);
-            }
-        } else if rsb == 1 {
-            // Columns are contiguous (a transposed weight): transpose 8×8 blocks in registers.
-            for jb in (0..nr).step_by(8) {
-                let w = 8.min(nr - jb);
-                let live = cols.saturating_sub(jb).min(w);
-                x86::transpose_pack(b.offset((j0 + jb) as isize * csb), csb, live, kc, dst.add(jb), nr, w);
-            }
+        if rsb == 1 {
+            // Columns are contiguous (a transposed weight): transpose blocks in registers.
+            x86::transpose_pack(b.offset(j0 as isize * csb), csb, cols, kc, dst, nr);
         } else {
             for j in 0..nr {
                 for kk in 0..kc {
@@ -424,7 +462,7 @@ unsafe fn pack_b(kc: usize, nc: usize, nr: usize, b: *const f32, rsb: isize, csb
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::Micro;
+    use super::{BSource, Micro};
     use std::arch::x86_64::*;
 
     /// 12×32 tiles (24 zmm accumulators), 12×16 when narrow.
@@ -435,15 +473,20 @@ mod x86 {
     impl Micro for Avx512 {
         const MR: usize = 12;
         const NR: usize = 32;
-        const MC: usize = 144;
+        const MC: usize = 96;
         const NC: usize = 1024;
-        unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+        const FUSED_B: bool = true;
+        unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *mut f32, fill: Option<BSource>, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
             // Monomorphised for the packed layout, whose strides are then constants.
-            match (narrow, ars == 1 && acs == Self::MR as isize) {
-                (true, true) => tile_avx512::<1, true>(kc, a, 1, Self::MR as isize, b, c, rsc, csc, mr, nr, alpha, beta),
-                (false, true) => tile_avx512::<2, true>(kc, a, 1, Self::MR as isize, b, c, rsc, csc, mr, nr, alpha, beta),
-                (true, false) => tile_avx512::<1, false>(kc, a, ars, acs, b, c, rsc, csc, mr, nr, alpha, beta),
-                (false, false) => tile_avx512::<2, false>(kc, a, ars, acs, b, c, rsc, csc, mr, nr, alpha, beta),
+            let packed = ars == 1 && acs == Self::MR as isize;
+            let (src, rs) = fill.map_or((b as *const f32, 0), |f| (f.b, f.rs));
+            match (narrow, packed, fill.is_some()) {
+                (true, true, _) => tile_avx512::<1, true, false>(kc, a, 1, Self::MR as isize, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
+                (true, false, _) => tile_avx512::<1, false, false>(kc, a, ars, acs, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
+                (false, true, false) => tile_avx512::<2, true, false>(kc, a, 1, Self::MR as isize, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
+                (false, false, false) => tile_avx512::<2, false, false>(kc, a, ars, acs, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
+                (false, true, true) => tile_avx512::<2, true, true>(kc, a, 1, Self::MR as isize, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
+                (false, false, true) => tile_avx512::<2, false, true>(kc, a, ars, acs, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
             }
         }
     }
@@ -453,7 +496,9 @@ mod x86 {
         const NR: usize = 16;
         const MC: usize = 72;
         const NC: usize = 2048;
-        unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+        const FUSED_B: bool = false;
+        unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *mut f32, _fill: Option<BSource>, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+            let b = b as *const f32;
             // Monomorphised for the packed layout, whose strides are then constants.
             match (narrow, ars == 1 && acs == Self::MR as isize) {
                 (true, true) => tile_avx2::<1, true>(kc, a, 1, Self::MR as isize, b, c, rsc, csc, mr, nr, alpha, beta),
@@ -464,85 +509,156 @@ mod x86 {
         }
     }
 
+    /// dst[..width] = src[..width] for a width that is a multiple of 8 (a full panel row).
+    ///
+    /// # Safety
+    /// src and dst hold width floats; the CPU has AVX.
+    #[inline(always)]
+    pub(super) unsafe fn copy_full(src: *const f32, dst: *mut f32, width: usize) {
+        // Unrolled by hand for the widths the kernels use: a plain loop here is turned into a call
+        // to memcpy, which costs more than the copy for 32 floats.
+        match width {
+            32 => {
+                let (x0, x1, x2, x3) = (_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8)), _mm256_loadu_ps(src.add(16)), _mm256_loadu_ps(src.add(24)));
+                _mm256_storeu_ps(dst, x0);
+                _mm256_storeu_ps(dst.add(8), x1);
+                _mm256_storeu_ps(dst.add(16), x2);
+                _mm256_storeu_ps(dst.add(24), x3);
+            }
+            16 => {
+                let (x0, x1) = (_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8)));
+                _mm256_storeu_ps(dst, x0);
+                _mm256_storeu_ps(dst.add(8), x1);
+            }
+            _ => copy_pad(src, dst, width, width),
+        }
+    }
+
     /// dst[..len] = src[..len], then zeros up to `width`.
     ///
     /// # Safety
     /// src holds len floats, dst width floats; the CPU has AVX.
     #[inline(always)]
     pub(super) unsafe fn copy_pad(src: *const f32, dst: *mut f32, len: usize, width: usize) {
+        // Eight lanes at a time through masked loads and stores (masked-off lanes are neither read
+        // nor written), so no scalar loop is left for the compiler to turn into memcpy and memset.
         let mut x = 0;
-        while x + 8 <= len {
-            _mm256_storeu_ps(dst.add(x), _mm256_loadu_ps(src.add(x)));
-            x += 8;
-        }
-        while x < len {
-            *dst.add(x) = *src.add(x);
-            x += 1;
-        }
         while x < width {
-            *dst.add(x) = 0.0;
-            x += 1;
+            let v = _mm256_maskload_ps(src.add(x), first_lanes(len.saturating_sub(x)));
+            if x + 8 <= width {
+                _mm256_storeu_ps(dst.add(x), v);
+            } else {
+                _mm256_maskstore_ps(dst.add(x), first_lanes(width - x), v);
+            }
+            x += 8;
         }
     }
 
-    /// Transposes `live` source rows (each kc contiguous floats, `ld` apart) into dst: for each k,
-    /// `w` values (rows past `live` are zero) at dst + k·stride. 8×8 blocks go through registers.
+    /// A mask of the first min(n, 8) of eight 32-bit lanes.
+    #[inline(always)]
+    unsafe fn first_lanes(n: usize) -> __m256i {
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+    }
+
+    /// Transposes `live` source rows (each kc contiguous floats, `ld` apart) into a panel `width`
+    /// wide: for each k, the rows' values at dst + k·width, zeros past `live`. Eight k at a time,
+    /// the whole width (written a full panel row at a time), through 8×8 and 4×8 register blocks.
     ///
     /// # Safety
-    /// live ≤ w ≤ 8; the rows are readable; dst is writable at the w·kc positions; the CPU has AVX.
+    /// live ≤ width; the live rows are readable for kc floats; dst is writable for kc·width floats;
+    /// the CPU has AVX.
     #[inline(always)]
-    pub(super) unsafe fn transpose_pack(src: *const f32, ld: isize, live: usize, kc: usize, dst: *mut f32, stride: usize, w: usize) {
+    pub(super) unsafe fn transpose_pack(src: *const f32, ld: isize, live: usize, kc: usize, dst: *mut f32, width: usize) {
         let mut k0 = 0;
         while k0 + 8 <= kc {
-            let mut r = [_mm256_setzero_ps(); 8];
-            for (j, rj) in r.iter_mut().enumerate().take(live) {
-                *rj = _mm256_loadu_ps(src.offset(j as isize * ld + k0 as isize));
-            }
-            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-            let o = [
-                _mm256_permute2f128_ps::<0x20>(u0, u4),
-                _mm256_permute2f128_ps::<0x20>(u1, u5),
-                _mm256_permute2f128_ps::<0x20>(u2, u6),
-                _mm256_permute2f128_ps::<0x20>(u3, u7),
-                _mm256_permute2f128_ps::<0x31>(u0, u4),
-                _mm256_permute2f128_ps::<0x31>(u1, u5),
-                _mm256_permute2f128_ps::<0x31>(u2, u6),
-                _mm256_permute2f128_ps::<0x31>(u3, u7),
-            ];
-            for (kk, ok) in o.iter().enumerate() {
-                let d = dst.add((k0 + kk) * stride);
-                if w == 8 {
-                    _mm256_storeu_ps(d, *ok);
+            let mut g = 0;
+            while g < width {
+                let w = (width - g).min(8);
+                let rows = live.saturating_sub(g).min(w);
+                let (s, d) = (src.offset(g as isize * ld + k0 as isize), dst.add(k0 * width + g));
+                if w == 4 {
+                    transpose_4x8(s, ld, rows, d, width);
                 } else {
-                    let mut tmp = [0.0f32; 8];
-                    _mm256_storeu_ps(tmp.as_mut_ptr(), *ok);
-                    for (j, &t) in tmp.iter().enumerate().take(w) {
-                        *d.add(j) = t;
-                    }
+                    transpose_8x8(s, ld, rows, d, width, w);
                 }
+                g += w;
             }
             k0 += 8;
         }
         for kk in k0..kc {
-            let d = dst.add(kk * stride);
-            for j in 0..w {
+            let d = dst.add(kk * width);
+            for j in 0..width {
                 *d.add(j) = if j < live { *src.offset(j as isize * ld + kk as isize) } else { 0.0 };
             }
+        }
+    }
+
+    /// An 8×8 block: `live` rows of 8 floats (`ld` apart; the rest zero) into 8 rows of `w` floats
+    /// `stride` apart.
+    #[inline(always)]
+    unsafe fn transpose_8x8(src: *const f32, ld: isize, live: usize, dst: *mut f32, stride: usize, w: usize) {
+        let mut r = [_mm256_setzero_ps(); 8];
+        for (j, rj) in r.iter_mut().enumerate().take(live) {
+            *rj = _mm256_loadu_ps(src.offset(j as isize * ld));
+        }
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let o = [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ];
+        for (kk, ok) in o.iter().enumerate() {
+            let d = dst.add(kk * stride);
+            if w == 8 {
+                _mm256_storeu_ps(d, *ok);
+            } else {
+                _mm256_maskstore_ps(d, first_lanes(w), *ok);
+            }
+        }
+    }
+
+    /// A 4×8 block (the last four rows of a 12-row tile): `live` rows of 8 floats into 8 rows of 4,
+    /// with a third of the shuffles of an 8×8 block.
+    #[inline(always)]
+    unsafe fn transpose_4x8(src: *const f32, ld: isize, live: usize, dst: *mut f32, stride: usize) {
+        let mut r = [_mm256_setzero_ps(); 4];
+        for (j, rj) in r.iter_mut().enumerate().take(live) {
+            *rj = _mm256_loadu_ps(src.offset(j as isize * ld));
+        }
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        // u_i holds k = i in its low half and k = i + 4 in its high half.
+        let u = [
+            _mm256_shuffle_ps::<0x44>(t0, t2),
+            _mm256_shuffle_ps::<0xEE>(t0, t2),
+            _mm256_shuffle_ps::<0x44>(t1, t3),
+            _mm256_shuffle_ps::<0xEE>(t1, t3),
+        ];
+        for (i, ui) in u.iter().enumerate() {
+            _mm_storeu_ps(dst.add(i * stride), _mm256_castps256_ps128(*ui));
+            _mm_storeu_ps(dst.add((i + 4) * stride), _mm256_extractf128_ps::<1>(*ui));
         }
     }
 
@@ -556,9 +672,12 @@ mod x86 {
         }
     }
 
+    /// How many rows of B ahead a filling kernel prefetches.
+    const FILL_AHEAD: isize = 8;
+
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_avx512<const NV: usize, const PACKED: bool>(kc: usize, a: *const f32, ars: isize, acs: isize, b: *const f32, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+    unsafe fn tile_avx512<const NV: usize, const PACKED: bool, const FILL: bool>(kc: usize, a: *const f32, ars: isize, acs: isize, b: *mut f32, src: *const f32, rs: isize, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
         const MR: usize = 12;
         let nrp = 16 * NV;
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
@@ -570,11 +689,19 @@ mod x86 {
                 _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64 * NV - 4));
             }
         }
-        let (mut a, mut b) = (a, b);
+        let (mut a, mut b, mut src) = (a, b, src);
         for _ in 0..kc {
             let mut bv = [_mm512_setzero_ps(); NV];
             for v in 0..NV {
-                bv[v] = _mm512_load_ps(b.add(16 * v));
+                if FILL {
+                    // Rows of B are rs apart, too far for the hardware prefetcher to follow.
+                    // (Also prefetching the next micro-panel into L2 was measured: no gain.)
+                    _mm_prefetch::<_MM_HINT_T0>(src.wrapping_offset(FILL_AHEAD * rs + 16 * v as isize) as *const i8);
+                    bv[v] = _mm512_loadu_ps(src.add(16 * v));
+                    _mm512_store_ps(b.add(16 * v), bv[v]);
+                } else {
+                    bv[v] = _mm512_load_ps(b.add(16 * v));
+                }
             }
             for i in 0..MR {
                 let ai = _mm512_set1_ps(if PACKED { *a.add(i) } else { *a.offset(i as isize * ars) });
@@ -584,6 +711,9 @@ mod x86 {
             }
             a = if PACKED { a.add(MR) } else { a.offset(acs) };
             b = b.add(nrp);
+            if FILL {
+                src = src.offset(rs);
+            }
         }
         let alphav = _mm512_set1_ps(alpha);
         let betav = _mm512_set1_ps(beta);

@@ -191,6 +191,77 @@ pub fn run(parts: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
     assert!(!worker_panicked, "a part of a parallel kernel panicked on a worker thread");
 }
 
+/// Below this many elements a memory-bound elementwise pass stays on the calling thread: waking a
+/// worker costs microseconds, and small tensors sit in the caller's cache.
+pub(crate) const PARALLEL_MIN_ELEMS: usize = 1 << 17;
+
+/// How many parts a pass writing `len` elements and touching `work` elements in all is split into,
+/// and the start of part p (parts begin on 16-element boundaries, so no two threads write the same
+/// cache line).
+fn elementwise_parts(len: usize, work: usize) -> (usize, impl Fn(usize) -> usize) {
+    let parts = if work < PARALLEL_MIN_ELEMS { 1 } else { num_threads().min(work / (PARALLEL_MIN_ELEMS / 2)).min(len / 16).max(1) };
+    let blocks = len.div_ceil(16);
+    (parts, move |p: usize| if p == parts { len } else { (blocks * p / parts * 16).min(len) })
+}
+
+/// A slice handed out in disjoint pieces to the parts of one job.
+struct SharedMut<T>(*mut T, usize);
+
+// SAFETY: the parts of a job each touch a disjoint range of the slice (see `piece`), and the slice
+// is borrowed mutably for the whole job.
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// The elements lo..hi.
+    ///
+    /// # Safety
+    /// lo ≤ hi ≤ the slice's length, and no other live reference covers lo..hi.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn piece(&self, lo: usize, hi: usize) -> &mut [T] {
+        debug_assert!(lo <= hi && hi <= self.1);
+        std::slice::from_raw_parts_mut(self.0.add(lo), hi - lo)
+    }
+}
+
+/// Calls `f(lo, &mut out[lo..hi])` over consecutive pieces of `out` that cover it, on several
+/// threads when `out` is long (at least [`PARALLEL_MIN_ELEMS`]) — for memory-bound elementwise
+/// passes whose inputs the closure slices with the same range. Each element is computed by exactly
+/// one call, so the results do not depend on the thread count.
+pub(crate) fn for_each_piece<A: Send>(out: &mut [A], f: &(dyn Fn(usize, &mut [A]) + Sync)) {
+    for_each_piece_of(out, out.len(), f)
+}
+
+/// [`for_each_piece`] for a pass whose total work is `work` elements rather than `out.len()` (a
+/// reduction that reads many elements per output).
+pub(crate) fn for_each_piece_of<A: Send>(out: &mut [A], work: usize, f: &(dyn Fn(usize, &mut [A]) + Sync)) {
+    let (parts, start) = elementwise_parts(out.len(), work);
+    if parts <= 1 {
+        return f(0, out);
+    }
+    let shared = SharedMut(out.as_mut_ptr(), out.len());
+    run(parts, parts, &|p| {
+        let (lo, hi) = (start(p), start(p + 1));
+        // SAFETY: the ranges of different parts are disjoint and inside `out`, which is borrowed
+        // mutably until `run` returns.
+        f(lo, unsafe { shared.piece(lo, hi) })
+    });
+}
+
+/// [`for_each_piece`] over two outputs of the same length, cut at the same places.
+pub(crate) fn for_each_piece2<A: Send, B: Send>(a: &mut [A], b: &mut [B], f: &(dyn Fn(usize, &mut [A], &mut [B]) + Sync)) {
+    assert_eq!(a.len(), b.len(), "for_each_piece2: the outputs differ in length");
+    let (parts, start) = elementwise_parts(a.len(), a.len());
+    if parts <= 1 {
+        return f(0, a, b);
+    }
+    let (sa, sb) = (SharedMut(a.as_mut_ptr(), a.len()), SharedMut(b.as_mut_ptr(), b.len()));
+    run(parts, parts, &|p| {
+        let (lo, hi) = (start(p), start(p + 1));
+        // SAFETY: as in for_each_piece, for each of the two slices.
+        f(lo, unsafe { sa.piece(lo, hi) }, unsafe { sb.piece(lo, hi) })
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +276,26 @@ mod tests {
             });
             assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "threads = {threads}");
         }
+    }
+
+    #[test]
+    fn pieces_cover_the_output_once_whatever_the_thread_count() {
+        for threads in [1, 2, 3] {
+            set_num_threads(threads);
+            for len in [0, 5, PARALLEL_MIN_ELEMS - 1, PARALLEL_MIN_ELEMS * 3 + 7] {
+                let mut out = vec![0u32; len];
+                let mut twin = vec![0u8; len];
+                for_each_piece2(&mut out, &mut twin, &|lo, o, t| {
+                    for (i, (x, y)) in o.iter_mut().zip(t.iter_mut()).enumerate() {
+                        *x += (lo + i) as u32 + 1;
+                        *y += 1;
+                    }
+                });
+                assert!(out.iter().enumerate().all(|(i, &x)| x == i as u32 + 1), "threads = {threads}, len = {len}");
+                assert!(twin.iter().all(|&y| y == 1));
+            }
+        }
+        set_num_threads(1);
     }
 
     #[test]

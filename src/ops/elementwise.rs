@@ -122,11 +122,14 @@ fn gelu_grad<T: Float>(x: T) -> T {
 }
 
 fn map_into<T: Float>(x: &[T], out: &mut [T], u: Unary) {
+    // Long tensors are mapped in pieces on the library's threads (same function per element).
     macro_rules! map {
         (|$v:ident| $e:expr) => {
-            for (o, &$v) in out.iter_mut().zip(x) {
-                *o = $e;
-            }
+            crate::kernels::threads::for_each_piece(out, &|lo, out| {
+                for (o, &$v) in out.iter_mut().zip(&x[lo..]) {
+                    *o = $e;
+                }
+            })
         };
     }
     match u {
@@ -300,16 +303,21 @@ impl Graph {
         }
         let mut d = self.alloc::<T>(shape.numel())?;
         let (ys, gs) = (self.data::<T>(out)?, self.data::<T>(g)?);
-        // One monomorphised loop per function, so that each vectorises.
-        fn each<T: Float>(d: &mut [T], ys: &[T], gs: &[T], f: impl Fn(T, T) -> T) {
-            for ((o, &y), &gv) in d.iter_mut().zip(ys).zip(gs) {
-                *o = f(y, gv);
-            }
+        // Long tensors in pieces on the library's threads; a macro rather than a closure taking
+        // `&dyn Fn`, so that each loop is compiled (and vectorised) for its own function.
+        macro_rules! each {
+            (|$y:ident, $gv:ident| $e:expr) => {
+                crate::kernels::threads::for_each_piece(&mut d, &|lo, d| {
+                    for ((o, &$y), &$gv) in d.iter_mut().zip(&ys[lo..]).zip(&gs[lo..]) {
+                        *o = $e;
+                    }
+                })
+            };
         }
         match u {
-            Unary::Relu => each(&mut d, ys, gs, |y, gv| gv * if y > T::ZERO { T::ONE } else { T::ZERO }),
-            Unary::Sigmoid => each(&mut d, ys, gs, |y, gv| gv * (y * (-y + T::ONE))),
-            _ => each(&mut d, ys, gs, |y, gv| gv * (-(y * y) + T::ONE)),
+            Unary::Relu => each!(|y, gv| gv * if y > T::ZERO { T::ONE } else { T::ZERO }),
+            Unary::Sigmoid => each!(|y, gv| gv * (y * (-y + T::ONE))),
+            _ => each!(|y, gv| gv * (-(y * y) + T::ONE)),
         }
         Ok(self.insert(shape, T::wrap(d), None, false))
     }

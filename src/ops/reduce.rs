@@ -59,13 +59,16 @@ pub(crate) fn sum_into<T: Float>(x: &[T], shape: &Shape, mask: u8, out: &mut [T]
             }
         }
     } else if mask & (1 << (r - 1)) == 0 && (mask + 1) & mask == 0 {
-        // Leading dimensions reduced, trailing kept: add rows (bias gradients).
+        // Leading dimensions reduced, trailing kept: add rows (bias gradients). Wide rows are cut
+        // into column ranges on the library's threads; each column still adds its rows in order.
         let d = out.len();
-        for row in x.chunks_exact(d) {
-            for (o, &v) in out.iter_mut().zip(row) {
-                *o += v;
+        crate::kernels::threads::for_each_piece_of(out, x.len(), &|lo, out| {
+            for row in x.chunks_exact(d) {
+                for (o, &v) in out.iter_mut().zip(&row[lo..]) {
+                    *o += v;
+                }
             }
-        }
+        });
     } else {
         let st = reduced_strides(shape, mask);
         strided_for_each(shape, &shape.strides(), &st, |_, i, o| out[o] += x[i]);
