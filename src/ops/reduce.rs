@@ -62,6 +62,28 @@ pub(crate) fn sum_into<T: Float>(x: &[T], shape: &Shape, mask: u8, out: &mut [T]
         // Leading dimensions reduced, trailing kept: add rows (bias gradients). Wide rows are cut
         // into column ranges on the library's threads; each column still adds its rows in order.
         let d = out.len();
+        if d <= 16 {
+            // Narrow rows (a small layer's bias): four interleaved partial sums per column, so that
+            // the adds are not one dependent chain per column.
+            let mut acc = [[T::ZERO; 16]; 4];
+            let mut rows = x.chunks_exact(4 * d);
+            for quad in &mut rows {
+                for (p, row) in quad.chunks_exact(d).enumerate() {
+                    for (a, &v) in acc[p].iter_mut().zip(row) {
+                        *a += v;
+                    }
+                }
+            }
+            for (p, row) in rows.remainder().chunks_exact(d).enumerate() {
+                for (a, &v) in acc[p].iter_mut().zip(row) {
+                    *a += v;
+                }
+            }
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = (acc[0][j] + acc[1][j]) + (acc[2][j] + acc[3][j]);
+            }
+            return;
+        }
         crate::kernels::threads::for_each_piece_of(out, x.len(), &|lo, out| {
             for row in x.chunks_exact(d) {
                 for (o, &v) in out.iter_mut().zip(&row[lo..]) {
