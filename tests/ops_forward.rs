@@ -230,3 +230,21 @@ fn creation_functions_and_the_seeded_generator() {
     assert_eq!(g.to_vec_f32(r).unwrap(), vec![0.49625659, 0.76822180, 0.08847743]);
     assert!(g.full(&[1 << 31, 1 << 31], 0.0, DType::F32).is_err(), "overflowing sizes are refused");
 }
+
+#[test]
+fn column_sums_of_narrow_and_wide_rows_add_every_row() {
+    // Narrow rows take the interleaved partial sums (rows in groups of four plus a remainder);
+    // wide rows the row-by-row path. Both must add every row exactly once.
+    let mut g = Graph::new();
+    for (rows, cols) in [(1usize, 3usize), (4, 3), (11, 3), (501, 16), (9, 17), (7, 1)] {
+        let v: Vec<f64> = (0..rows * cols).map(|i| ((i * 37) % 101) as f64 - 50.0).collect();
+        let x = t(&mut g, &v, &[rows, cols]);
+        let s = g.sum(x, &[0], false).unwrap();
+        let want: Vec<f64> = (0..cols).map(|j| (0..rows).map(|i| v[i * cols + j]).sum()).collect();
+        close(&g.to_vec_f64(s).unwrap(), &want);
+        let v32: Vec<f32> = v.iter().map(|&a| a as f32).collect();
+        let x32 = g.from_slice(&v32, &[rows, cols]).unwrap();
+        let s32 = g.sum(x32, &[0], false).unwrap();
+        close(&g.to_vec_f64(s32).unwrap(), &want);
+    }
+}
