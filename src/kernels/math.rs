@@ -176,6 +176,32 @@ pub fn softmax_rows_f32(x: &[f32], c: usize, e: &mut [f32], maxes: &mut [f32], s
     softmax_rows(x, c, e, maxes, sums, lse)
 }
 
+/// Cross-entropy of each row of float32 logits [n, c] against class indices, into `out` (n):
+/// (1 − ε)·(lse − x_t) − ε·(mean_j x_j − lse), and 0 for a row whose target is `ignore` — with AVX-512
+/// and at most 32 classes, sixteen rows at a time (the forward needs no softmax, only each row's
+/// log-sum-exp and its target's logit). Returns false, having done nothing, where that does not
+/// apply; the caller then runs the general loop. Targets must already be checked to lie in 0..c
+/// (or equal `ignore`).
+pub fn cross_entropy_rows_f32(x: &[f32], c: usize, targets: &[i64], ignore: i64, eps: f32, out: &mut [f32]) -> bool {
+    let n = out.len();
+    assert!(x.len() == n * c && targets.len() == n, "cross_entropy_rows_f32: slice lengths do not match");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if (1..=32).contains(&c) && std::is_x86_feature_detected!("avx512f") {
+            debug_assert!(targets.iter().all(|&t| t == ignore || (0..c as i64).contains(&t)));
+            // SAFETY: the CPU has AVX-512F (checked just above); lengths checked; targets in range.
+            unsafe { avx512::cross_entropy_rows(x, c, targets, ignore, eps, out) };
+            return true;
+        }
+    }
+    false
+}
+
+/// The float64 counterpart of [`cross_entropy_rows_f32`]: always the general loop.
+pub fn cross_entropy_rows_f64(_x: &[f64], _c: usize, _targets: &[i64], _ignore: i64, _eps: f64, _out: &mut [f64]) -> bool {
+    false
+}
+
 #[inline(always)]
 fn sigmoid_loop(x: &[f32], out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
@@ -294,6 +320,51 @@ mod avx512 {
             _mm512_mask_storeu_ps(maxes.as_mut_ptr().add(i0), mask, m);
             _mm512_mask_storeu_ps(sums.as_mut_ptr().add(i0), mask, s);
             _mm512_mask_storeu_ps(lse.as_mut_ptr().add(i0), mask, _mm512_add_ps(ln(s), m));
+            i0 += 16;
+        }
+    }
+
+    /// Per-row cross-entropy, sixteen rows at a time (c ≤ 32), each column gathered across the rows.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; x holds n·c floats, targets and out n (n = out.len()); every target is
+    /// `ignore` or lies in 0..c.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn cross_entropy_rows(x: &[f32], c: usize, targets: &[i64], ignore: i64, eps: f32, out: &mut [f32]) {
+        let n = out.len();
+        let idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(c as i32));
+        let ign = _mm512_set1_epi64(ignore);
+        let mut i0 = 0;
+        while i0 < n {
+            let live = (n - i0).min(16);
+            let mask = if live == 16 { 0xffff } else { ((1u32 << live) - 1) as __mmask16 };
+            let (lo, hi) = (mask as u8, (mask >> 8) as u8);
+            let xs = x.as_ptr().add(i0 * c);
+            let tp = targets.as_ptr().add(i0);
+            let t_lo = _mm512_maskz_loadu_epi64(lo, tp as *const _);
+            let t_hi = _mm512_maskz_loadu_epi64(hi, tp.add(8) as *const _);
+            let keep = (_mm512_mask_cmpneq_epi64_mask(lo, t_lo, ign) as u16) | ((_mm512_mask_cmpneq_epi64_mask(hi, t_hi, ign) as u16) << 8);
+            let t32 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(t_lo)), _mm512_cvtepi64_epi32(t_hi));
+            let mut m = splat(f32::NEG_INFINITY);
+            let mut sum_x = _mm512_setzero_ps();
+            for j in 0..c {
+                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, xs.add(j));
+                m = max_nan(m, v);
+                sum_x = _mm512_add_ps(sum_x, v);
+            }
+            let mut s = _mm512_setzero_ps();
+            for j in 0..c {
+                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, xs.add(j));
+                s = _mm512_add_ps(s, exp(_mm512_sub_ps(v, m)));
+            }
+            let lse = _mm512_add_ps(ln(s), m);
+            let xt = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), keep, _mm512_add_epi32(idx, t32), xs);
+            let mut l = _mm512_mul_ps(splat(1.0 - eps), _mm512_sub_ps(lse, xt));
+            if eps > 0.0 {
+                let mean_logp = _mm512_sub_ps(_mm512_div_ps(sum_x, splat(c as f32)), lse);
+                l = _mm512_fnmadd_ps(splat(eps), mean_logp, l);
+            }
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(i0), mask, _mm512_maskz_mov_ps(keep, l));
             i0 += 16;
         }
     }
@@ -466,6 +537,41 @@ mod tests {
                     [e, m, s, l].concat().iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
                 };
                 assert_eq!(run(softmax_rows_f32), run(softmax_rows::<f32>), "c = {c}, n = {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn vectorised_cross_entropy_rows_match_the_float64_formula() {
+        let mut seed = 0x9e3779b97f4a7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for c in [1usize, 2, 3, 7, 16, 32] {
+            for n in [1usize, 15, 16, 17, 40] {
+                for eps in [0.0f32, 0.1] {
+                    let x: Vec<f32> = (0..n * c).map(|_| ((next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 40.0).collect();
+                    let t: Vec<i64> = (0..n).map(|i| if i % 5 == 3 { -100 } else { (next() % c as u64) as i64 }).collect();
+                    let mut out = vec![f32::NAN; n];
+                    if !cross_entropy_rows_f32(&x, c, &t, -100, eps, &mut out) {
+                        return; // no AVX-512 here: the general loop is the only path
+                    }
+                    for i in 0..n {
+                        let row: Vec<f64> = x[i * c..(i + 1) * c].iter().map(|&v| v as f64).collect();
+                        let want = if t[i] == -100 {
+                            0.0
+                        } else {
+                            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                            let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+                            let mean_logp = row.iter().map(|v| v - lse).sum::<f64>() / c as f64;
+                            (1.0 - eps as f64) * (lse - row[t[i] as usize]) - eps as f64 * mean_logp
+                        };
+                        assert!((out[i] as f64 - want).abs() <= 2e-5 * (1.0 + want.abs()), "c={c} n={n} eps={eps} row {i}: {} vs {want}", out[i]);
+                    }
+                }
             }
         }
     }

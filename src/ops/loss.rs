@@ -135,42 +135,57 @@ impl Graph {
         let out_shape = reduced_shape(&st, opt.reduction);
         let eps = opt.label_smoothing;
         float_dispatch!(self.dtype(logits)?, T => {
-            let mut out = self.alloc::<T>(out_shape.numel())?;
-            let mut e = self.alloc::<T>(n * c)?;
-            let mut stats = self.alloc::<T>(3 * n)?;
+            // Per-row losses (the output itself for reduction = none), then their sum in float64.
+            let mut rows = self.alloc::<T>(n)?;
+            let count = self.data_i64(target)?.iter().filter(|&&t| t != opt.ignore_index).count();
             let (x, tv) = (self.data::<T>(logits)?, self.data_i64(target)?);
-            let (maxes, rest) = stats.split_at_mut(n);
-            let (sums, lse) = rest.split_at_mut(n);
-            T::softmax_rows(x, c, &mut e, maxes, sums, lse);
-            let mut total = 0.0f64;
-            let mut count = 0usize;
-            for i in 0..n {
-                let row = &x[i * c..(i + 1) * c];
-                let t = tv[i];
-                let loss = if t == opt.ignore_index {
-                    0.0
-                } else {
-                    count += 1;
-                    let l_i = lse[i].to_f64();
-                    let mut l = (1.0 - eps) * (l_i - row[t as usize].to_f64());
-                    if eps > 0.0 {
-                        let mean_logp: f64 = row.iter().map(|&v| v.to_f64() - l_i).sum::<f64>() / c as f64;
-                        l -= eps * mean_logp;
+            let total = if T::cross_entropy_rows(x, c, tv, opt.ignore_index, T::from_f64(eps), &mut rows) {
+                // Four partial sums: one running float64 sum is a chain of dependent adds.
+                let mut acc = [0.0f64; 4];
+                for quad in rows.chunks(4) {
+                    for (a, &l) in acc.iter_mut().zip(quad) {
+                        *a += l.to_f64();
                     }
-                    l
-                };
-                if opt.reduction == Reduction::None {
-                    out[i] = T::from_f64(loss);
                 }
-                total += loss;
-            }
-            self.release_scratch(T::wrap(e));
-            self.release_scratch(T::wrap(stats));
-            match opt.reduction {
-                Reduction::None => {}
-                Reduction::Sum => out[0] = T::from_f64(total),
-                Reduction::Mean => out[0] = T::from_f64(total / count as f64),
-            }
+                (acc[0] + acc[1]) + (acc[2] + acc[3])
+            } else {
+                let mut e = self.alloc::<T>(n * c)?;
+                let mut stats = self.alloc::<T>(3 * n)?;
+                let (x, tv) = (self.data::<T>(logits)?, self.data_i64(target)?);
+                let (maxes, rest) = stats.split_at_mut(n);
+                let (sums, lse) = rest.split_at_mut(n);
+                T::softmax_rows(x, c, &mut e, maxes, sums, lse);
+                let mut total = 0.0f64;
+                for i in 0..n {
+                    let row = &x[i * c..(i + 1) * c];
+                    let t = tv[i];
+                    let loss = if t == opt.ignore_index {
+                        0.0
+                    } else {
+                        let l_i = lse[i].to_f64();
+                        let mut l = (1.0 - eps) * (l_i - row[t as usize].to_f64());
+                        if eps > 0.0 {
+                            let mean_logp: f64 = row.iter().map(|&v| v.to_f64() - l_i).sum::<f64>() / c as f64;
+                            l -= eps * mean_logp;
+                        }
+                        l
+                    };
+                    rows[i] = T::from_f64(loss);
+                    total += loss;
+                }
+                self.release_scratch(T::wrap(e));
+                self.release_scratch(T::wrap(stats));
+                total
+            };
+            let out = match opt.reduction {
+                Reduction::None => rows,
+                Reduction::Sum | Reduction::Mean => {
+                    let mut out = self.alloc::<T>(1)?;
+                    out[0] = T::from_f64(if opt.reduction == Reduction::Sum { total } else { total / count as f64 });
+                    self.release_scratch(T::wrap(rows));
+                    out
+                }
+            };
             self.record(
                 Op::CrossEntropy { logits, target, reduction: opt.reduction, label_smoothing: eps, ignore_index: opt.ignore_index },
                 out_shape,
