@@ -197,6 +197,31 @@ pub fn cross_entropy_rows_f32(x: &[f32], c: usize, targets: &[i64], ignore: i64,
     false
 }
 
+/// The gradient of cross-entropy with respect to float32 logits [n, c], into `out` (n·c):
+/// w_i·(softmax_ij − ε/c) − w_i·(1 − ε) at the target, and a row of zeros where w_i = 0 (an ignored
+/// target) — with AVX-512 and at most 32 classes, sixteen rows at a time. Returns false, having done
+/// nothing, where that does not apply. Targets must lie in 0..c wherever w_i ≠ 0.
+pub fn cross_entropy_grad_rows_f32(x: &[f32], c: usize, targets: &[i64], weights: &[f32], eps: f32, out: &mut [f32]) -> bool {
+    let n = weights.len();
+    assert!(x.len() == n * c && out.len() == n * c && targets.len() == n, "cross_entropy_grad_rows_f32: slice lengths do not match");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if (1..=32).contains(&c) && std::is_x86_feature_detected!("avx512f") {
+            debug_assert!(targets.iter().zip(weights).all(|(&t, &w)| w == 0.0 || (0..c as i64).contains(&t)));
+            // SAFETY: the CPU has AVX-512F (checked just above); lengths checked; targets in range
+            // wherever they are read (rows of weight 0 read none).
+            unsafe { avx512::cross_entropy_grad_rows(x, c, targets, weights, eps, out) };
+            return true;
+        }
+    }
+    false
+}
+
+/// The float64 counterpart of [`cross_entropy_grad_rows_f32`]: always the general loop.
+pub fn cross_entropy_grad_rows_f64(_x: &[f64], _c: usize, _targets: &[i64], _weights: &[f64], _eps: f64, _out: &mut [f64]) -> bool {
+    false
+}
+
 /// The float64 counterpart of [`cross_entropy_rows_f32`]: always the general loop.
 pub fn cross_entropy_rows_f64(_x: &[f64], _c: usize, _targets: &[i64], _ignore: i64, _eps: f64, _out: &mut [f64]) -> bool {
     false
@@ -365,6 +390,52 @@ mod avx512 {
                 l = _mm512_fnmadd_ps(splat(eps), mean_logp, l);
             }
             _mm512_mask_storeu_ps(out.as_mut_ptr().add(i0), mask, _mm512_maskz_mov_ps(keep, l));
+            i0 += 16;
+        }
+    }
+
+    /// The cross-entropy gradient, sixteen rows at a time (c ≤ 32).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; x and out hold n·c floats, targets and weights n (n = weights.len());
+    /// every target of a row with a nonzero weight lies in 0..c.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn cross_entropy_grad_rows(x: &[f32], c: usize, targets: &[i64], weights: &[f32], eps: f32, out: &mut [f32]) {
+        let n = weights.len();
+        let idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(c as i32));
+        let (off, keep_t) = (splat(eps / c as f32), splat(1.0 - eps));
+        let mut i0 = 0;
+        while i0 < n {
+            let live = (n - i0).min(16);
+            let mask = if live == 16 { 0xffff } else { ((1u32 << live) - 1) as __mmask16 };
+            let (lo, hi) = (mask as u8, (mask >> 8) as u8);
+            let (xs, os) = (x.as_ptr().add(i0 * c), out.as_mut_ptr().add(i0 * c));
+            let w = _mm512_maskz_loadu_ps(mask, weights.as_ptr().add(i0));
+            let live_w = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(mask, w, _mm512_setzero_ps());
+            let tp = targets.as_ptr().add(i0);
+            let t32 = _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_maskz_loadu_epi64(lo, tp as *const _))),
+                _mm512_cvtepi64_epi32(_mm512_maskz_loadu_epi64(hi, tp.add(8) as *const _)),
+            );
+            let mut m = splat(f32::NEG_INFINITY);
+            for j in 0..c {
+                m = max_nan(m, _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, xs.add(j)));
+            }
+            let mut s = _mm512_setzero_ps();
+            for j in 0..c {
+                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, xs.add(j));
+                s = _mm512_add_ps(s, exp(_mm512_sub_ps(v, m)));
+            }
+            let inv = _mm512_div_ps(splat(1.0), s);
+            let at_target = _mm512_mul_ps(keep_t, w);
+            for j in 0..c {
+                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, xs.add(j));
+                let p = _mm512_mul_ps(exp(_mm512_sub_ps(v, m)), inv);
+                let mut o = _mm512_mul_ps(_mm512_sub_ps(p, off), w);
+                let is_t = _mm512_cmpeq_epi32_mask(t32, _mm512_set1_epi32(j as i32));
+                o = _mm512_mask_sub_ps(o, is_t, o, at_target);
+                _mm512_mask_i32scatter_ps::<4>(os.add(j), mask, idx, _mm512_maskz_mov_ps(live_w, o));
+            }
             i0 += 16;
         }
     }
@@ -570,6 +641,44 @@ mod tests {
                             (1.0 - eps as f64) * (lse - row[t[i] as usize]) - eps as f64 * mean_logp
                         };
                         assert!((out[i] as f64 - want).abs() <= 2e-5 * (1.0 + want.abs()), "c={c} n={n} eps={eps} row {i}: {} vs {want}", out[i]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn vectorised_cross_entropy_gradient_matches_the_float64_formula() {
+        let mut seed = 0x853c49e6748fea9bu64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for c in [1usize, 2, 3, 7, 16, 32] {
+            for n in [1usize, 15, 16, 17, 40] {
+                for eps in [0.0f32, 0.1] {
+                    let x: Vec<f32> = (0..n * c).map(|_| ((next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 40.0).collect();
+                    let t: Vec<i64> = (0..n).map(|i| if i % 5 == 3 { -100 } else { (next() % c as u64) as i64 }).collect();
+                    let w: Vec<f32> = (0..n).map(|i| if t[i] == -100 { 0.0 } else { 0.25 + (i % 3) as f32 }).collect();
+                    let mut out = vec![f32::NAN; n * c];
+                    if !cross_entropy_grad_rows_f32(&x, c, &t, &w, eps, &mut out) {
+                        return; // no AVX-512 here: the general loop is the only path
+                    }
+                    for i in 0..n {
+                        let row: Vec<f64> = x[i * c..(i + 1) * c].iter().map(|&v| v as f64).collect();
+                        let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                        let s: f64 = row.iter().map(|v| (v - m).exp()).sum();
+                        for j in 0..c {
+                            let wi = w[i] as f64;
+                            let mut want = wi * ((row[j] - m).exp() / s - eps as f64 / c as f64);
+                            if wi != 0.0 && t[i] == j as i64 {
+                                want -= wi * (1.0 - eps as f64);
+                            }
+                            let got = out[i * c + j] as f64;
+                            assert!((got - want).abs() <= 1e-5 * (1.0 + want.abs()), "c={c} n={n} eps={eps} ({i},{j}): {got} vs {want}");
+                        }
                     }
                 }
             }

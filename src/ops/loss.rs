@@ -200,46 +200,46 @@ impl Graph {
         let (n, c) = (sl.dim(0), sl.dim(1));
         float_dispatch!(self.dtype(logits)?, T => {
             let mut out = self.alloc::<T>(n * c)?;
-            let mut stats = self.alloc::<T>(3 * n)?;
+            let mut stats = self.alloc::<T>(4 * n)?;
             let (x, tv, gv) = (self.data::<T>(logits)?, self.data_i64(target)?, self.data::<T>(g)?);
-            let (maxes, rest) = stats.split_at_mut(n);
-            let (sums, lse) = rest.split_at_mut(n);
-            T::softmax_rows(x, c, &mut out, maxes, sums, lse);
             let count = tv.iter().filter(|&&t| t != ignore_index).count();
-            let off = T::from_f64(eps / c as f64);
-            // Each row's weight (0 for an ignored target) and 1/Σ, then every element scaled column by
-            // column (independent rows, no per-row loop over a handful of classes).
+            // Each row's weight: the upstream gradient's share, 0 for an ignored target.
             let shared = match reduction {
                 Reduction::None => 0.0,
                 Reduction::Sum => gv[0].to_f64(),
                 Reduction::Mean => gv[0].to_f64() / count as f64,
             };
-            let weight = |i: usize| -> f64 {
-                match reduction {
+            let (ws, rest) = stats.split_at_mut(n);
+            for (i, w) in ws.iter_mut().enumerate() {
+                *w = T::from_f64(match reduction {
                     _ if tv[i] == ignore_index => 0.0,
                     Reduction::None => gv[i].to_f64(),
                     Reduction::Sum | Reduction::Mean => shared,
-                }
-            };
-            let (ws, invs) = (maxes, sums);
-            for (i, (w, inv)) in ws.iter_mut().zip(invs.iter_mut()).enumerate() {
-                *w = T::from_f64(weight(i));
-                *inv = T::ONE / *inv;
+                });
             }
-            for j in 0..c {
-                for ((o, &inv), &wt) in out[j..].iter_mut().step_by(c).zip(invs.iter()).zip(ws.iter()) {
-                    // o holds e^(x − max); softmax = o / Σ.
-                    *o = (*o * inv - off) * wt;
+            if !T::cross_entropy_grad_rows(x, c, tv, ws, T::from_f64(eps), &mut out) {
+                let (maxes, rest) = rest.split_at_mut(n);
+                let (sums, lse) = rest.split_at_mut(n);
+                T::softmax_rows(x, c, &mut out, maxes, sums, lse);
+                let off = T::from_f64(eps / c as f64);
+                // Every element scaled column by column (independent rows, no per-row loop over a
+                // handful of classes); out holds e^(x − max), softmax = out / Σ.
+                for s in sums.iter_mut() {
+                    *s = T::ONE / *s;
                 }
-            }
-            for i in 0..n {
-                let w = weight(i);
-                let o = &mut out[i * c..(i + 1) * c];
-                if w == 0.0 {
-                    o.iter_mut().for_each(|v| *v = T::ZERO);
-                } else {
-                    let t = tv[i] as usize;
-                    o[t] = o[t] - T::from_f64((1.0 - eps) * w);
+                for j in 0..c {
+                    for ((o, &inv), &wt) in out[j..].iter_mut().step_by(c).zip(sums.iter()).zip(ws.iter()) {
+                        *o = (*o * inv - off) * wt;
+                    }
+                }
+                for (i, &w) in ws.iter().enumerate() {
+                    let o = &mut out[i * c..(i + 1) * c];
+                    if w == T::ZERO {
+                        o.iter_mut().for_each(|v| *v = T::ZERO);
+                    } else {
+                        let t = tv[i] as usize;
+                        o[t] = o[t] - T::from_f64(1.0 - eps) * w;
+                    }
                 }
             }
             self.release_scratch(T::wrap(stats));
