@@ -248,3 +248,37 @@ fn column_sums_of_narrow_and_wide_rows_add_every_row() {
         close(&g.to_vec_f64(s32).unwrap(), &want);
     }
 }
+
+#[test]
+fn cross_entropy_in_float32_matches_float64_in_value_and_gradient() {
+    // float32 takes the vectorised kernels (with AVX-512), float64 the general loops: every option
+    // must agree to float32 precision, over more rows than one sixteen-row block.
+    let (n, c) = (37usize, 5usize);
+    let logits: Vec<f64> = (0..n * c).map(|i| ((i * 29) % 97) as f64 * 0.37 - 18.0).collect();
+    let targets: Vec<i64> = (0..n).map(|i| if i % 6 == 2 { -100 } else { ((i * 7) % c) as i64 }).collect();
+    for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+        for label_smoothing in [0.0, 0.2] {
+            let opt = CrossEntropyOptions { reduction, label_smoothing, ignore_index: -100 };
+            let mut run = |f32_: bool| -> (Vec<f64>, Vec<f64>) {
+                let mut g = Graph::new();
+                let x = if f32_ {
+                    let v: Vec<f32> = logits.iter().map(|&a| a as f32).collect();
+                    g.from_slice(&v, &[n, c]).unwrap()
+                } else {
+                    g.from_slice(&logits, &[n, c]).unwrap()
+                };
+                g.set_requires_grad(x, true).unwrap();
+                let y = g.from_i64(&targets, &[n]).unwrap();
+                let l = g.cross_entropy_with(x, y, opt).unwrap();
+                let total = g.sum(l, &[], false).unwrap();
+                g.backward(total, None, false).unwrap();
+                let gx = g.grad(x).unwrap().unwrap();
+                (g.to_vec_f64(l).unwrap(), g.to_vec_f64(gx).unwrap())
+            };
+            let ((l32, g32), (l64, g64)) = (run(true), run(false));
+            for (a, b) in l32.iter().zip(&l64).chain(g32.iter().zip(&g64)) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{reduction:?} smoothing {label_smoothing}: {a} vs {b}");
+            }
+        }
+    }
+}
