@@ -291,7 +291,10 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
         // Narrow tiles when every column fits in half a wide tile (the 10-wide output layer).
         let narrow = n <= K::NR / 2;
         let nr_pack = if narrow { K::NR / 2 } else { K::NR };
-        let fuse = K::FUSED_B && !narrow && v.csb == 1;
+        // A B of many megabytes streams from memory: a separate pass reading its rows front to
+        // back (which the hardware prefetches) then does as well or better than filling panels
+        // from rows 4 KiB or more apart.
+        let fuse = K::FUSED_B && !narrow && v.csb == 1 && k * n <= FUSED_B_MAX_FLOATS;
         for jc in (0..n).step_by(K::NC) {
             let nc = K::NC.min(n - jc);
             let kstep = k_step(k);
@@ -352,6 +355,11 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
         }
     })
 }
+
+/// The largest B (k·n floats, 4 MiB) whose micro-panels are packed by the kernel as it first uses
+/// them. Measured at one thread: 128³ 143 → 151 GFLOP/s, 256³ 154 → 161, 128×784×512 142 → 152
+/// with the fill; 1024³ and 2048³ equal either way; 256×1024×4096 (a 16 MiB B) equal or worse.
+const FUSED_B_MAX_FLOATS: usize = 1 << 20;
 
 /// Up to this many column micro-panels per B panel, full tiles of A are read in place instead of
 /// packed: packing costs a pass over A that so few reuses do not repay (measured: 128³ 142 → 156
