@@ -310,14 +310,16 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
                 // fits the buffer sized above. Both of our paths require AVX2
                 // (SgemmPath::available), checked by sgemm_on.
                 unsafe { pack_b(kc, nc - fused, nr_pack, b_blk.offset_by(fused as isize * v.csb).0, v.rsb, v.csb, bp.add(fused * kc)) };
-                // A tile is read where it lies, unpacked, when few column panels reuse it (up to
-                // DIRECT_A_MAX_PANELS), its rows or columns are contiguous, and its other stride is
-                // not a multiple of 4 KiB (its MR rows would then share L1 sets with each other
-                // and with the B micro-panel). A partial last tile is always packed, because the
-                // kernel reads all MR rows.
-                let direct = nc.div_ceil(nr_pack) <= DIRECT_A_MAX_PANELS
-                    && (v.csa == 1 || v.rsa == 1)
-                    && (v.rsa.max(v.csa) as usize * std::mem::size_of::<f32>()) % 4096 != 0;
+                // A tile is read where it lies, unpacked, when few column panels reuse it: up to
+                // DIRECT_A_MAX_PANELS when its rows are contiguous and their stride is not a
+                // multiple of 4 KiB (its MR rows would then share L1 sets with each other and with
+                // the B micro-panel); up to 2 when its columns are (a transposed A, whose tile
+                // touches a new line every k: 16 panels measured 150 -> 140 GFLOP/s on
+                // Aᵀ·B 784×128×512). A partial last tile is always packed, because the kernel reads
+                // all MR rows.
+                let panels = nc.div_ceil(nr_pack);
+                let direct = (v.csa == 1 && panels <= DIRECT_A_MAX_PANELS && (v.rsa as usize * std::mem::size_of::<f32>()) % 4096 != 0)
+                    || (v.rsa == 1 && panels <= 2);
                 for ic in (0..m).step_by(K::MC) {
                     let mc = K::MC.min(m - ic);
                     let a_blk = ConstPtr(v.a).offset_by(ic as isize * v.rsa + pc as isize * v.csa);
@@ -361,8 +363,8 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
 /// with the fill; 1024³ and 2048³ equal either way; 256×1024×4096 (a 16 MiB B) equal or worse.
 const FUSED_B_MAX_FLOATS: usize = 1 << 20;
 
-/// Up to this many column micro-panels per B panel, full tiles of A are read in place instead of
-/// packed: packing costs a pass over A that so few reuses do not repay (measured: 128³ 142 → 156
+/// Up to this many column micro-panels per B panel, full tiles of a row-major A are read in place
+/// instead of packed: packing costs a pass over A that so few reuses do not repay (measured: 128³ 142 → 156
 /// GFLOP/s, 256³ 152 → 161 at one thread; no change past 16, where a 4 KiB row stride would also
 /// start to alias A's rows in L1).
 const DIRECT_A_MAX_PANELS: usize = 16;
