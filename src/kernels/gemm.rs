@@ -214,6 +214,9 @@ trait Micro {
     const NR: usize;
     /// Rows of a packed block of A (a multiple of MR).
     const MC: usize;
+    /// Rows of a packed block of A when C is swept several times (k spans several k blocks) and m
+    /// is more than two blocks of MC (a multiple of MR, at most MC).
+    const MC_DEEP: usize;
     /// Columns of a packed panel of B (a multiple of NR).
     const NC: usize;
     /// Whether `tile` can pack a row-major B micro-panel while it computes (see `BSource`).
@@ -287,18 +290,26 @@ fn aligned(buf: &mut Vec<f32>, len: usize) -> *mut f32 {
 #[cfg(target_arch = "x86_64")]
 /// The whole product on the calling thread.
 fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f32) {
+    // Smaller A blocks when C is read and written once per k block: the C block each block of A
+    // sweeps then leaves room in L2 for B's panel (2048³: 139 -> 145 GFLOP/s with 96 rows instead
+    // of 144); otherwise larger ones (fewer passes of each B micro-panel through L1: the weight
+    // gradients of W3, 1024×256×4096 and 4096×256×1024, 142 -> 149 and 139 -> 152).
+    let mc_blk = if k <= k_step(k) || m <= 2 * K::MC { K::MC } else { K::MC_DEEP };
     PACK.with(|cell| {
         let mut bufs = cell.borrow_mut();
         let (abuf, bbuf) = &mut *bufs;
         let nc_max = K::NC.min(n.div_ceil(K::NR) * K::NR);
-        let mc_max = K::MC.min(m.div_ceil(K::MR) * K::MR);
+        let mc_max = mc_blk.min(m.div_ceil(K::MR) * K::MR);
         let kc_max = k_step(k);
         let ap = aligned(abuf, mc_max * kc_max);
         let bp = aligned(bbuf, nc_max * kc_max);
         // Narrow tiles when every column fits in half a wide tile (the 10-wide output layer).
         let narrow = n <= K::NR / 2;
         let nr_pack = if narrow { K::NR / 2 } else { K::NR };
-        let fuse = K::FUSED_B && !narrow && v.csb == 1;
+        // A B of many megabytes streams from memory: a separate pass reading its rows front to
+        // back (which the hardware prefetches) then does as well or better than filling panels
+        // from rows 4 KiB or more apart.
+        let fuse = K::FUSED_B && !narrow && v.csb == 1 && k * n <= FUSED_B_MAX_FLOATS;
         for jc in (0..n).step_by(K::NC) {
             let nc = K::NC.min(n - jc);
             let kstep = k_step(k);
@@ -314,16 +325,18 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
                 // fits the buffer sized above. Both of our paths require AVX2
                 // (SgemmPath::available), checked by sgemm_on.
                 unsafe { pack_b(kc, nc - fused, nr_pack, b_blk.offset_by(fused as isize * v.csb).0, v.rsb, v.csb, bp.add(fused * kc)) };
-                // A tile is read where it lies, unpacked, when few column panels reuse it (up to
-                // DIRECT_A_MAX_PANELS), its rows or columns are contiguous, and its other stride is
-                // not a multiple of 4 KiB (its MR rows would then share L1 sets with each other
-                // and with the B micro-panel). A partial last tile is always packed, because the
-                // kernel reads all MR rows.
-                let direct = nc.div_ceil(nr_pack) <= DIRECT_A_MAX_PANELS
-                    && (v.csa == 1 || v.rsa == 1)
-                    && (v.rsa.max(v.csa) as usize * std::mem::size_of::<f32>()) % 4096 != 0;
-                for ic in (0..m).step_by(K::MC) {
-                    let mc = K::MC.min(m - ic);
+                // A tile is read where it lies, unpacked, when few column panels reuse it: up to
+                // DIRECT_A_MAX_PANELS when its rows are contiguous and their stride is not a
+                // multiple of 4 KiB (its MR rows would then share L1 sets with each other and with
+                // the B micro-panel); up to 2 when its columns are (a transposed A, whose tile
+                // touches a new line every k: 16 panels measured 150 -> 140 GFLOP/s on
+                // Aᵀ·B 784×128×512). A partial last tile is always packed, because the kernel reads
+                // all MR rows.
+                let panels = nc.div_ceil(nr_pack);
+                let direct = (v.csa == 1 && panels <= DIRECT_A_MAX_PANELS && (v.rsa as usize * std::mem::size_of::<f32>()) % 4096 != 0)
+                    || (v.rsa == 1 && panels <= 2);
+                for ic in (0..m).step_by(mc_blk) {
+                    let mc = mc_blk.min(m - ic);
                     let a_blk = ConstPtr(v.a).offset_by(ic as isize * v.rsa + pc as isize * v.csa);
                     let full = if direct { mc / K::MR * K::MR } else { 0 };
                     // SAFETY: as above, for A's block (or its partial last tile, at its packed place).
@@ -360,8 +373,13 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
     })
 }
 
-/// Up to this many column micro-panels per B panel, full tiles of A are read in place instead of
-/// packed: packing costs a pass over A that so few reuses do not repay (measured: 128³ 142 → 156
+/// The largest B (k·n floats, 4 MiB) whose micro-panels are packed by the kernel as it first uses
+/// them. Measured at one thread: 128³ 143 → 151 GFLOP/s, 256³ 154 → 161, 128×784×512 142 → 152
+/// with the fill; 1024³ and 2048³ equal either way; 256×1024×4096 (a 16 MiB B) equal or worse.
+const FUSED_B_MAX_FLOATS: usize = 1 << 20;
+
+/// Up to this many column micro-panels per B panel, full tiles of a row-major A are read in place
+/// instead of packed: packing costs a pass over A that so few reuses do not repay (measured: 128³ 142 → 156
 /// GFLOP/s, 256³ 152 → 161 at one thread; no change past 16, where a 4 KiB row stride would also
 /// start to alias A's rows in L1).
 const DIRECT_A_MAX_PANELS: usize = 16;
@@ -473,7 +491,8 @@ mod x86 {
     impl Micro for Avx512 {
         const MR: usize = 12;
         const NR: usize = 32;
-        const MC: usize = 96;
+        const MC: usize = 144;
+        const MC_DEEP: usize = 96;
         const NC: usize = 1024;
         const FUSED_B: bool = true;
         unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *mut f32, fill: Option<BSource>, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
@@ -495,6 +514,7 @@ mod x86 {
         const MR: usize = 6;
         const NR: usize = 16;
         const MC: usize = 72;
+        const MC_DEEP: usize = 72;
         const NC: usize = 2048;
         const FUSED_B: bool = false;
         unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *mut f32, _fill: Option<BSource>, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
