@@ -242,22 +242,28 @@ struct BSource {
 fn parallel<K: Micro>(threads: usize, m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f32) {
     let threads = if m.saturating_mul(n).saturating_mul(k) < PARALLEL_MIN_MACS { 1 } else { threads };
     if threads <= 1 {
-        return serial::<K>(m, k, n, alpha, v, beta);
+        return serial::<K>(m, k, n, alpha, v, beta, (m, n));
     }
     // Split the longer side of C into `threads` runs of whole tiles.
     let (along_n, len, unit) = if n >= m { (true, n, K::NR) } else { (false, m, K::MR) };
     let units = len.div_ceil(unit);
     let parts = threads.min(units);
     let bounds = |p: usize| (units * p / parts * unit).min(len);
+    // Parts go to whichever thread claims them first (see threads::run); which thread computes a
+    // part does not change its results. Every thread sizes its packing buffers for the largest
+    // part, since it may run any of them: they reach their size in the first call, so steady
+    // training steps allocate nothing.
+    let largest = (0..parts).map(|p| bounds(p + 1) - bounds(p)).max().unwrap_or(0);
+    let cap = if along_n { (m, largest) } else { (largest, n) };
     crate::kernels::threads::run(parts, parts, &|p| {
         let (lo, hi) = (bounds(p), bounds(p + 1));
         if lo >= hi {
             return;
         }
         if along_n {
-            serial::<K>(m, k, hi - lo, alpha, v.offset(0, lo), beta);
+            serial::<K>(m, k, hi - lo, alpha, v.offset(0, lo), beta, cap);
         } else {
-            serial::<K>(hi - lo, k, n, alpha, v.offset(lo, 0), beta);
+            serial::<K>(hi - lo, k, n, alpha, v.offset(lo, 0), beta, cap);
         }
     });
 }
@@ -281,8 +287,10 @@ fn aligned(buf: &mut Vec<f32>, len: usize) -> *mut f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-/// The whole product on the calling thread.
-fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f32) {
+/// The whole product on the calling thread, with packing buffers sized for products of up to
+/// `cap` = (rows, columns).
+#[allow(clippy::too_many_arguments)]
+fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f32, cap: (usize, usize)) {
     // Smaller A blocks when C is read and written once per k block: the C block each block of A
     // sweeps then leaves room in L2 for B's panel (2048³: 139 -> 145 GFLOP/s with 96 rows instead
     // of 144); otherwise larger ones (fewer passes of each B micro-panel through L1: the weight
@@ -291,8 +299,8 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
     PACK.with(|cell| {
         let mut bufs = cell.borrow_mut();
         let (abuf, bbuf) = &mut *bufs;
-        let nc_max = K::NC.min(n.div_ceil(K::NR) * K::NR);
-        let mc_max = mc_blk.min(m.div_ceil(K::MR) * K::MR);
+        let nc_max = K::NC.min(cap.1.max(n).div_ceil(K::NR) * K::NR);
+        let mc_max = K::MC.min(cap.0.max(m).div_ceil(K::MR) * K::MR);
         let kc_max = k_step(k);
         let ap = aligned(abuf, mc_max * kc_max);
         let bp = aligned(bbuf, nc_max * kc_max);
