@@ -207,9 +207,6 @@ trait Micro {
     const NR: usize;
     /// Rows of a packed block of A (a multiple of MR).
     const MC: usize;
-    /// Rows of a packed block of A when C is swept several times (k spans several k blocks) and m
-    /// is more than two blocks of MC (a multiple of MR, at most MC).
-    const MC_DEEP: usize;
     /// Columns of a packed panel of B (a multiple of NR).
     const NC: usize;
     /// Whether `tile` can pack a row-major B micro-panel while it computes (see `BSource`).
@@ -291,11 +288,6 @@ fn aligned(buf: &mut Vec<f32>, len: usize) -> *mut f32 {
 /// `cap` = (rows, columns).
 #[allow(clippy::too_many_arguments)]
 fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f32, cap: (usize, usize)) {
-    // Smaller A blocks when C is read and written once per k block: the C block each block of A
-    // sweeps then leaves room in L2 for B's panel (2048³: 139 -> 145 GFLOP/s with 96 rows instead
-    // of 144); otherwise larger ones (fewer passes of each B micro-panel through L1: the weight
-    // gradients of W3, 1024×256×4096 and 4096×256×1024, 142 -> 149 and 139 -> 152).
-    let mc_blk = if k <= k_step(k) || m <= 2 * K::MC { K::MC } else { K::MC_DEEP };
     PACK.with(|cell| {
         let mut bufs = cell.borrow_mut();
         let (abuf, bbuf) = &mut *bufs;
@@ -336,8 +328,8 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
                 let panels = nc.div_ceil(nr_pack);
                 let direct = (v.csa == 1 && panels <= DIRECT_A_MAX_PANELS && (v.rsa as usize * std::mem::size_of::<f32>()) % 4096 != 0)
                     || (v.rsa == 1 && panels <= 2);
-                for ic in (0..m).step_by(mc_blk) {
-                    let mc = mc_blk.min(m - ic);
+                for ic in (0..m).step_by(K::MC) {
+                    let mc = K::MC.min(m - ic);
                     let a_blk = ConstPtr(v.a).offset_by(ic as isize * v.rsa + pc as isize * v.csa);
                     let full = if direct { mc / K::MR * K::MR } else { 0 };
                     // SAFETY: as above, for A's block (or its partial last tile, at its packed place).
@@ -492,8 +484,11 @@ mod x86 {
     impl Micro for Avx512 {
         const MR: usize = 12;
         const NR: usize = 32;
-        const MC: usize = 144;
-        const MC_DEEP: usize = 96;
+        // 96 rather than 144: 2048³ 139 -> 145 GFLOP/s, 1024³ 143 -> 146 (a smaller A block leaves
+        // L2 room for B's panel while C streams through); and 144 only for products with a single
+        // k block or few rows (which measured faster one by one: Aᵀ·B 784×128×512 147 -> 155)
+        // made the W3 step 3.5 % slower at one thread.
+        const MC: usize = 96;
         const NC: usize = 1024;
         const FUSED_B: bool = true;
         unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *mut f32, fill: Option<BSource>, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
@@ -515,7 +510,6 @@ mod x86 {
         const MR: usize = 6;
         const NR: usize = 16;
         const MC: usize = 72;
-        const MC_DEEP: usize = 72;
         const NC: usize = 2048;
         const FUSED_B: bool = false;
         unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *mut f32, _fill: Option<BSource>, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
