@@ -120,7 +120,7 @@ fn every_path_matches_the_reference_on_edge_shapes() {
 
 #[test]
 fn every_path_matches_the_reference_across_cache_blocks_and_threads() {
-    // Sizes past KC (256), MC (96 or 144) and NC (1024 for AVX-512; AVX2's 2048 would be slow; the split over threads is exercised by
+    // Sizes past KC (256), MC (96) and NC (1024 for AVX-512; AVX2's 2048 would be slow; the split over threads is exercised by
     // products above the parallel threshold of 2^20 multiply-adds).
     let mut rng = Rng(42);
     // The seed network's products (the small path on AVX-512): k past one block, narrow outputs.

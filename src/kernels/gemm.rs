@@ -214,9 +214,6 @@ trait Micro {
     const NR: usize;
     /// Rows of a packed block of A (a multiple of MR).
     const MC: usize;
-    /// Rows of a packed block of A when C is swept several times (k spans several k blocks) and m
-    /// is more than two blocks of MC (a multiple of MR, at most MC).
-    const MC_DEEP: usize;
     /// Columns of a packed panel of B (a multiple of NR).
     const NC: usize;
     /// Whether `tile` can pack a row-major B micro-panel while it computes (see `BSource`).
@@ -249,22 +246,28 @@ struct BSource {
 fn parallel<K: Micro>(threads: usize, m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f32) {
     let threads = if m.saturating_mul(n).saturating_mul(k) < PARALLEL_MIN_MACS { 1 } else { threads };
     if threads <= 1 {
-        return serial::<K>(m, k, n, alpha, v, beta);
+        return serial::<K>(m, k, n, alpha, v, beta, (m, n));
     }
     // Split the longer side of C into `threads` runs of whole tiles.
     let (along_n, len, unit) = if n >= m { (true, n, K::NR) } else { (false, m, K::MR) };
     let units = len.div_ceil(unit);
     let parts = threads.min(units);
     let bounds = |p: usize| (units * p / parts * unit).min(len);
+    // Parts go to whichever thread claims them first (see threads::run); which thread computes a
+    // part does not change its results. Every thread sizes its packing buffers for the largest
+    // part, since it may run any of them: they reach their size in the first call, so steady
+    // training steps allocate nothing.
+    let largest = (0..parts).map(|p| bounds(p + 1) - bounds(p)).max().unwrap_or(0);
+    let cap = if along_n { (m, largest) } else { (largest, n) };
     crate::kernels::threads::run(parts, parts, &|p| {
         let (lo, hi) = (bounds(p), bounds(p + 1));
         if lo >= hi {
             return;
         }
         if along_n {
-            serial::<K>(m, k, hi - lo, alpha, v.offset(0, lo), beta);
+            serial::<K>(m, k, hi - lo, alpha, v.offset(0, lo), beta, cap);
         } else {
-            serial::<K>(hi - lo, k, n, alpha, v.offset(lo, 0), beta);
+            serial::<K>(hi - lo, k, n, alpha, v.offset(lo, 0), beta, cap);
         }
     });
 }
@@ -288,18 +291,15 @@ fn aligned(buf: &mut Vec<f32>, len: usize) -> *mut f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-/// The whole product on the calling thread.
-fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f32) {
-    // Smaller A blocks when C is read and written once per k block: the C block each block of A
-    // sweeps then leaves room in L2 for B's panel (2048³: 139 -> 145 GFLOP/s with 96 rows instead
-    // of 144); otherwise larger ones (fewer passes of each B micro-panel through L1: the weight
-    // gradients of W3, 1024×256×4096 and 4096×256×1024, 142 -> 149 and 139 -> 152).
-    let mc_blk = if k <= k_step(k) || m <= 2 * K::MC { K::MC } else { K::MC_DEEP };
+/// The whole product on the calling thread, with packing buffers sized for products of up to
+/// `cap` = (rows, columns).
+#[allow(clippy::too_many_arguments)]
+fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f32, cap: (usize, usize)) {
     PACK.with(|cell| {
         let mut bufs = cell.borrow_mut();
         let (abuf, bbuf) = &mut *bufs;
-        let nc_max = K::NC.min(n.div_ceil(K::NR) * K::NR);
-        let mc_max = mc_blk.min(m.div_ceil(K::MR) * K::MR);
+        let nc_max = K::NC.min(cap.1.max(n).div_ceil(K::NR) * K::NR);
+        let mc_max = K::MC.min(cap.0.max(m).div_ceil(K::MR) * K::MR);
         let kc_max = k_step(k);
         let ap = aligned(abuf, mc_max * kc_max);
         let bp = aligned(bbuf, nc_max * kc_max);
@@ -335,8 +335,8 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
                 let panels = nc.div_ceil(nr_pack);
                 let direct = (v.csa == 1 && panels <= DIRECT_A_MAX_PANELS && (v.rsa as usize * std::mem::size_of::<f32>()) % 4096 != 0)
                     || (v.rsa == 1 && panels <= 2);
-                for ic in (0..m).step_by(mc_blk) {
-                    let mc = mc_blk.min(m - ic);
+                for ic in (0..m).step_by(K::MC) {
+                    let mc = K::MC.min(m - ic);
                     let a_blk = ConstPtr(v.a).offset_by(ic as isize * v.rsa + pc as isize * v.csa);
                     let full = if direct { mc / K::MR * K::MR } else { 0 };
                     // SAFETY: as above, for A's block (or its partial last tile, at its packed place).
@@ -491,8 +491,11 @@ mod x86 {
     impl Micro for Avx512 {
         const MR: usize = 12;
         const NR: usize = 32;
-        const MC: usize = 144;
-        const MC_DEEP: usize = 96;
+        // 96 rather than 144: 2048³ 139 -> 145 GFLOP/s, 1024³ 143 -> 146 (a smaller A block leaves
+        // L2 room for B's panel while C streams through); and 144 only for products with a single
+        // k block or few rows (which measured faster one by one: Aᵀ·B 784×128×512 147 -> 155)
+        // made the W3 step 3.5 % slower at one thread.
+        const MC: usize = 96;
         const NC: usize = 1024;
         const FUSED_B: bool = true;
         unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *mut f32, fill: Option<BSource>, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
@@ -514,7 +517,6 @@ mod x86 {
         const MR: usize = 6;
         const NR: usize = 16;
         const MC: usize = 72;
-        const MC_DEEP: usize = 72;
         const NC: usize = 2048;
         const FUSED_B: bool = false;
         unsafe fn tile(narrow: bool, kc: usize, a: *const f32, ars: isize, acs: isize, b: *mut f32, _fill: Option<BSource>, c: *mut f32, rsc: isize, csc: isize, mr: usize, nr: usize, alpha: f32, beta: f32) {
