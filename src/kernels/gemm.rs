@@ -295,6 +295,7 @@ fn aligned(buf: &mut Vec<f32>, len: usize) -> *mut f32 {
 /// `cap` = (rows, columns).
 #[allow(clippy::too_many_arguments)]
 fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f32, cap: (usize, usize)) {
+    let _flush = super::denormals::FlushGuard::new();
     PACK.with(|cell| {
         let mut bufs = cell.borrow_mut();
         let (abuf, bbuf) = &mut *bufs;

@@ -144,6 +144,7 @@ pub(crate) unsafe fn sgemm(
     if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_MACS {
         return false;
     }
+    let _flush = super::denormals::FlushGuard::new();
     let plain = Plan { rows: m, cols: n, a, rsa, csa, b, rsb, csb, c, rsc, csc };
     let flipped = plain.transposed();
     let (mut p, kernel) = match (plain.costed(k), flipped.costed(k)) {

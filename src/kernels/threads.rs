@@ -252,11 +252,13 @@ pub(crate) fn for_each_piece<A: Send>(out: &mut [A], f: &(dyn Fn(usize, &mut [A]
 pub(crate) fn for_each_piece_of<A: Send>(out: &mut [A], work: usize, f: &(dyn Fn(usize, &mut [A]) + Sync)) {
     let (parts, start) = elementwise_parts(out.len(), work);
     if parts <= 1 {
+        let _flush = super::denormals::FlushGuard::new();
         return f(0, out);
     }
     let shared = SharedMut(out.as_mut_ptr(), out.len());
     run(parts, parts, &|p| {
         let (lo, hi) = (start(p), start(p + 1));
+        let _flush = super::denormals::FlushGuard::new();
         // SAFETY: the ranges of different parts are disjoint and inside `out`, which is borrowed
         // mutably until `run` returns.
         f(lo, unsafe { shared.piece(lo, hi) })
@@ -268,10 +270,12 @@ pub(crate) fn for_each_piece2<A: Send, B: Send>(a: &mut [A], b: &mut [B], f: &(d
     assert_eq!(a.len(), b.len(), "for_each_piece2: the outputs differ in length");
     let (parts, start) = elementwise_parts(a.len(), a.len());
     if parts <= 1 {
+        let _flush = super::denormals::FlushGuard::new();
         return f(0, a, b);
     }
     let (sa, sb) = (SharedMut(a.as_mut_ptr(), a.len()), SharedMut(b.as_mut_ptr(), b.len()));
     run(parts, parts, &|p| {
+        let _flush = super::denormals::FlushGuard::new();
         let (lo, hi) = (start(p), start(p + 1));
         // SAFETY: as in for_each_piece, for each of the two slices.
         f(lo, unsafe { sa.piece(lo, hi) }, unsafe { sb.piece(lo, hi) })
