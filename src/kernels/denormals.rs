@@ -4,7 +4,8 @@
 //! gradient times a small upstream gradient, then products of those. x86 processors compute with
 //! them through microcode assists, many times slower than normal arithmetic, so a step slows down
 //! as training goes on — the seed network's step went from 32 to over 50 µs after 60,000 steps.
-//! The kernels therefore run with the SSE/AVX control bits FTZ (results that would be subnormal are
+//! The kernels (matrix products, and elementwise passes of at least 1024 elements) therefore run
+//! with the SSE/AVX control bits FTZ (results that would be subnormal are
 //! zero) and DAZ (subnormal inputs read as zero), as TensorFlow's CPU kernels and real-time audio
 //! and game engines do. Only values below the smallest normal float change. The host's own setting
 //! is restored when a kernel returns, so its floating point is never affected.
@@ -13,6 +14,10 @@
 //! [`set_flush_denormal`]`(false)` or with `BP_FLUSH_DENORMAL=0` in the environment.
 
 use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Elementwise passes shorter than this run without the guard: switching the control word twice
+/// costs more than a short pass loses to subnormals (it was a tenth of W4's 16-element ops).
+pub(crate) const FLUSH_MIN_ELEMENTS: usize = 1024;
 
 /// 0: not read yet; 1: flush; 2: keep subnormals.
 static MODE: AtomicU8 = AtomicU8::new(0);

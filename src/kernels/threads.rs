@@ -252,7 +252,7 @@ pub(crate) fn for_each_piece<A: Send>(out: &mut [A], f: &(dyn Fn(usize, &mut [A]
 pub(crate) fn for_each_piece_of<A: Send>(out: &mut [A], work: usize, f: &(dyn Fn(usize, &mut [A]) + Sync)) {
     let (parts, start) = elementwise_parts(out.len(), work);
     if parts <= 1 {
-        let _flush = super::denormals::FlushGuard::new();
+        let _flush = (work >= super::denormals::FLUSH_MIN_ELEMENTS).then(super::denormals::FlushGuard::new);
         return f(0, out);
     }
     let shared = SharedMut(out.as_mut_ptr(), out.len());
@@ -270,7 +270,7 @@ pub(crate) fn for_each_piece2<A: Send, B: Send>(a: &mut [A], b: &mut [B], f: &(d
     assert_eq!(a.len(), b.len(), "for_each_piece2: the outputs differ in length");
     let (parts, start) = elementwise_parts(a.len(), a.len());
     if parts <= 1 {
-        let _flush = super::denormals::FlushGuard::new();
+        let _flush = (a.len() >= super::denormals::FLUSH_MIN_ELEMENTS).then(super::denormals::FlushGuard::new);
         return f(0, a, b);
     }
     let (sa, sb) = (SharedMut(a.as_mut_ptr(), a.len()), SharedMut(b.as_mut_ptr(), b.len()));
