@@ -318,35 +318,96 @@ mod avx512 {
         _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(m, m), _mm512_max_ps(m, v), m)
     }
 
+    /// Sixteen consecutive rows of an [n, c] row-major matrix (c ≤ 32), read column by column: lane r
+    /// of a column vector is row r of the block. The three row kernels below share it.
+    #[derive(Clone, Copy)]
+    struct RowBlock {
+        /// The first row of the block.
+        i0: usize,
+        /// The block's rows that exist (the last block may have fewer than sixteen).
+        mask: __mmask16,
+        /// Lane r's offset from the block's first element: r·c.
+        offsets: __m512i,
+        c: usize,
+    }
+
+    impl RowBlock {
+        /// Calls `f` on each block of `n` rows in order.
+        #[inline(always)]
+        unsafe fn each(n: usize, c: usize, mut f: impl FnMut(RowBlock)) {
+            let offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(c as i32));
+            let mut i0 = 0;
+            while i0 < n {
+                let live = (n - i0).min(16);
+                let mask = if live == 16 { 0xffff } else { ((1u32 << live) - 1) as __mmask16 };
+                f(RowBlock { i0, mask, offsets, c });
+                i0 += 16;
+            }
+        }
+
+        /// Column j of the block of `x`.
+        #[inline(always)]
+        unsafe fn column(self, x: &[f32], j: usize) -> __m512 {
+            _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), self.mask, self.offsets, x.as_ptr().add(self.i0 * self.c + j))
+        }
+
+        /// Writes column j of the block into `out` (laid out like x).
+        #[inline(always)]
+        unsafe fn set_column(self, out: &mut [f32], j: usize, v: __m512) {
+            _mm512_mask_i32scatter_ps::<4>(out.as_mut_ptr().add(self.i0 * self.c + j), self.mask, self.offsets, v);
+        }
+
+        /// Each row's max (NaN-propagating) and Σ e^(x − max); `e`, when given, receives the
+        /// exponentials.
+        #[inline(always)]
+        unsafe fn max_and_exp_sum(self, x: &[f32], mut e: Option<&mut [f32]>) -> (__m512, __m512) {
+            let mut m = splat(f32::NEG_INFINITY);
+            for j in 0..self.c {
+                m = max_nan(m, self.column(x, j));
+            }
+            let mut s = _mm512_setzero_ps();
+            for j in 0..self.c {
+                let ev = exp(_mm512_sub_ps(self.column(x, j), m));
+                if let Some(e) = e.as_deref_mut() {
+                    self.set_column(e, j, ev);
+                }
+                s = _mm512_add_ps(s, ev);
+            }
+            (m, s)
+        }
+
+        /// The block's class indices as 32-bit lanes, and the lanes whose target is not `ignore`.
+        #[inline(always)]
+        unsafe fn targets(self, targets: &[i64], ignore: i64) -> (__m512i, __mmask16) {
+            let (lo, hi) = (self.mask as u8, (self.mask >> 8) as u8);
+            let tp = targets.as_ptr().add(self.i0);
+            let t_lo = _mm512_maskz_loadu_epi64(lo, tp as *const _);
+            let t_hi = _mm512_maskz_loadu_epi64(hi, tp.add(8) as *const _);
+            let ign = _mm512_set1_epi64(ignore);
+            let keep = (_mm512_mask_cmpneq_epi64_mask(lo, t_lo, ign) as u16) | ((_mm512_mask_cmpneq_epi64_mask(hi, t_hi, ign) as u16) << 8);
+            let t32 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(t_lo)), _mm512_cvtepi64_epi32(t_hi));
+            (t32, keep)
+        }
+
+        /// Stores one value per row of the block into `out` (one per row).
+        #[inline(always)]
+        unsafe fn store(self, out: &mut [f32], v: __m512) {
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(self.i0), self.mask, v);
+        }
+    }
+
     /// Softmax parts of sixteen rows at a time (c ≤ 32): each column gathered across the rows.
     ///
     /// # Safety
     /// The CPU has AVX-512F; x and e hold n·c floats, maxes, sums and lse n (n = maxes.len()); c ≤ 32.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn softmax_rows(x: &[f32], c: usize, e: &mut [f32], maxes: &mut [f32], sums: &mut [f32], lse: &mut [f32]) {
-        let n = maxes.len();
-        let idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(c as i32));
-        let mut i0 = 0;
-        while i0 < n {
-            let live = (n - i0).min(16);
-            let mask = if live == 16 { 0xffff } else { ((1u32 << live) - 1) as __mmask16 };
-            let (xs, es) = (x.as_ptr().add(i0 * c), e.as_mut_ptr().add(i0 * c));
-            let mut m = splat(f32::NEG_INFINITY);
-            for j in 0..c {
-                m = max_nan(m, _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, xs.add(j)));
-            }
-            let mut s = _mm512_setzero_ps();
-            for j in 0..c {
-                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, xs.add(j));
-                let ev = exp(_mm512_sub_ps(v, m));
-                _mm512_mask_i32scatter_ps::<4>(es.add(j), mask, idx, ev);
-                s = _mm512_add_ps(s, ev);
-            }
-            _mm512_mask_storeu_ps(maxes.as_mut_ptr().add(i0), mask, m);
-            _mm512_mask_storeu_ps(sums.as_mut_ptr().add(i0), mask, s);
-            _mm512_mask_storeu_ps(lse.as_mut_ptr().add(i0), mask, _mm512_add_ps(ln(s), m));
-            i0 += 16;
-        }
+        RowBlock::each(maxes.len(), c, |b| {
+            let (m, s) = b.max_and_exp_sum(x, Some(&mut *e));
+            b.store(maxes, m);
+            b.store(sums, s);
+            b.store(lse, _mm512_add_ps(ln(s), m));
+        });
     }
 
     /// Per-row cross-entropy, sixteen rows at a time (c ≤ 32), each column gathered across the rows.
@@ -356,42 +417,22 @@ mod avx512 {
     /// `ignore` or lies in 0..c.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn cross_entropy_rows(x: &[f32], c: usize, targets: &[i64], ignore: i64, eps: f32, out: &mut [f32]) {
-        let n = out.len();
-        let idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(c as i32));
-        let ign = _mm512_set1_epi64(ignore);
-        let mut i0 = 0;
-        while i0 < n {
-            let live = (n - i0).min(16);
-            let mask = if live == 16 { 0xffff } else { ((1u32 << live) - 1) as __mmask16 };
-            let (lo, hi) = (mask as u8, (mask >> 8) as u8);
-            let xs = x.as_ptr().add(i0 * c);
-            let tp = targets.as_ptr().add(i0);
-            let t_lo = _mm512_maskz_loadu_epi64(lo, tp as *const _);
-            let t_hi = _mm512_maskz_loadu_epi64(hi, tp.add(8) as *const _);
-            let keep = (_mm512_mask_cmpneq_epi64_mask(lo, t_lo, ign) as u16) | ((_mm512_mask_cmpneq_epi64_mask(hi, t_hi, ign) as u16) << 8);
-            let t32 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(t_lo)), _mm512_cvtepi64_epi32(t_hi));
-            let mut m = splat(f32::NEG_INFINITY);
-            let mut sum_x = _mm512_setzero_ps();
-            for j in 0..c {
-                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, xs.add(j));
-                m = max_nan(m, v);
-                sum_x = _mm512_add_ps(sum_x, v);
-            }
-            let mut s = _mm512_setzero_ps();
-            for j in 0..c {
-                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, xs.add(j));
-                s = _mm512_add_ps(s, exp(_mm512_sub_ps(v, m)));
-            }
+        RowBlock::each(out.len(), c, |b| {
+            let (t32, keep) = b.targets(targets, ignore);
+            let (m, s) = b.max_and_exp_sum(x, None);
             let lse = _mm512_add_ps(ln(s), m);
-            let xt = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), keep, _mm512_add_epi32(idx, t32), xs);
+            let xt = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), keep, _mm512_add_epi32(b.offsets, t32), x.as_ptr().add(b.i0 * c));
             let mut l = _mm512_mul_ps(splat(1.0 - eps), _mm512_sub_ps(lse, xt));
             if eps > 0.0 {
+                let mut sum_x = _mm512_setzero_ps();
+                for j in 0..c {
+                    sum_x = _mm512_add_ps(sum_x, b.column(x, j));
+                }
                 let mean_logp = _mm512_sub_ps(_mm512_div_ps(sum_x, splat(c as f32)), lse);
                 l = _mm512_fnmadd_ps(splat(eps), mean_logp, l);
             }
-            _mm512_mask_storeu_ps(out.as_mut_ptr().add(i0), mask, _mm512_maskz_mov_ps(keep, l));
-            i0 += 16;
-        }
+            b.store(out, _mm512_maskz_mov_ps(keep, l));
+        });
     }
 
     /// The cross-entropy gradient, sixteen rows at a time (c ≤ 32).
@@ -401,43 +442,24 @@ mod avx512 {
     /// every target of a row with a nonzero weight lies in 0..c.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn cross_entropy_grad_rows(x: &[f32], c: usize, targets: &[i64], weights: &[f32], eps: f32, out: &mut [f32]) {
-        let n = weights.len();
-        let idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(c as i32));
         let (off, keep_t) = (splat(eps / c as f32), splat(1.0 - eps));
-        let mut i0 = 0;
-        while i0 < n {
-            let live = (n - i0).min(16);
-            let mask = if live == 16 { 0xffff } else { ((1u32 << live) - 1) as __mmask16 };
-            let (lo, hi) = (mask as u8, (mask >> 8) as u8);
-            let (xs, os) = (x.as_ptr().add(i0 * c), out.as_mut_ptr().add(i0 * c));
-            let w = _mm512_maskz_loadu_ps(mask, weights.as_ptr().add(i0));
-            let live_w = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(mask, w, _mm512_setzero_ps());
-            let tp = targets.as_ptr().add(i0);
-            let t32 = _mm512_inserti64x4::<1>(
-                _mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_maskz_loadu_epi64(lo, tp as *const _))),
-                _mm512_cvtepi64_epi32(_mm512_maskz_loadu_epi64(hi, tp.add(8) as *const _)),
-            );
-            let mut m = splat(f32::NEG_INFINITY);
-            for j in 0..c {
-                m = max_nan(m, _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, xs.add(j)));
-            }
-            let mut s = _mm512_setzero_ps();
-            for j in 0..c {
-                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, xs.add(j));
-                s = _mm512_add_ps(s, exp(_mm512_sub_ps(v, m)));
-            }
+        RowBlock::each(weights.len(), c, |b| {
+            let w = _mm512_maskz_loadu_ps(b.mask, weights.as_ptr().add(b.i0));
+            let live_w = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(b.mask, w, _mm512_setzero_ps());
+            // Rows of weight 0 are written as zeros whatever their target, so `ignore` can be any
+            // value here.
+            let (t32, _) = b.targets(targets, i64::MIN);
+            let (m, s) = b.max_and_exp_sum(x, None);
             let inv = _mm512_div_ps(splat(1.0), s);
             let at_target = _mm512_mul_ps(keep_t, w);
             for j in 0..c {
-                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, xs.add(j));
-                let p = _mm512_mul_ps(exp(_mm512_sub_ps(v, m)), inv);
+                let p = _mm512_mul_ps(exp(_mm512_sub_ps(b.column(x, j), m)), inv);
                 let mut o = _mm512_mul_ps(_mm512_sub_ps(p, off), w);
                 let is_t = _mm512_cmpeq_epi32_mask(t32, _mm512_set1_epi32(j as i32));
                 o = _mm512_mask_sub_ps(o, is_t, o, at_target);
-                _mm512_mask_i32scatter_ps::<4>(os.add(j), mask, idx, _mm512_maskz_mov_ps(live_w, o));
+                b.set_column(out, j, _mm512_maskz_mov_ps(live_w, o));
             }
-            i0 += 16;
-        }
+        });
     }
 
     #[inline(always)]
@@ -586,18 +608,36 @@ mod tests {
         assert_eq!(edges[6], 0.0);
     }
 
+    /// A xorshift generator for the vectorised-kernel tests.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        /// Uniform in [−span/2, span/2).
+        fn float(&mut self, span: f32) -> f32 {
+            ((self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * span
+        }
+    }
+
+    /// Cross-entropy test data: logits in [−20, 20), and targets with every fifth row (from row 3)
+    /// ignored (−100).
+    fn logits_and_targets(rng: &mut XorShift, n: usize, c: usize) -> (Vec<f32>, Vec<i64>) {
+        let x = (0..n * c).map(|_| rng.float(40.0)).collect();
+        let t = (0..n).map(|i| if i % 5 == 3 { -100 } else { (rng.next() % c as u64) as i64 }).collect();
+        (x, t)
+    }
+
     #[test]
     fn gathered_softmax_rows_equal_the_general_loop_bit_for_bit() {
-        let mut seed = 0x2545f4914f6cdd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 60.0
-        };
+        let mut rng = XorShift(0x2545f4914f6cdd1d);
         for c in [1usize, 2, 3, 7, 10, 16, 31, 32, 33] {
             for n in [0usize, 1, 15, 16, 17, 40] {
-                let mut x: Vec<f32> = (0..n * c).map(|_| next()).collect();
+                let mut x: Vec<f32> = (0..n * c).map(|_| rng.float(60.0)).collect();
                 if n > 2 {
                     x[c] = f32::NAN; // row 1 holds a NaN
                     x[2 * c] = f32::INFINITY; // row 2 an infinity
@@ -614,18 +654,11 @@ mod tests {
 
     #[test]
     fn vectorised_cross_entropy_rows_match_the_float64_formula() {
-        let mut seed = 0x9e3779b97f4a7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = XorShift(0x9e3779b97f4a7c15);
         for c in [1usize, 2, 3, 7, 16, 32] {
             for n in [1usize, 15, 16, 17, 40] {
                 for eps in [0.0f32, 0.1] {
-                    let x: Vec<f32> = (0..n * c).map(|_| ((next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 40.0).collect();
-                    let t: Vec<i64> = (0..n).map(|i| if i % 5 == 3 { -100 } else { (next() % c as u64) as i64 }).collect();
+                    let (x, t) = logits_and_targets(&mut rng, n, c);
                     let mut out = vec![f32::NAN; n];
                     if !cross_entropy_rows_f32(&x, c, &t, -100, eps, &mut out) {
                         return; // no AVX-512 here: the general loop is the only path
@@ -649,18 +682,11 @@ mod tests {
 
     #[test]
     fn vectorised_cross_entropy_gradient_matches_the_float64_formula() {
-        let mut seed = 0x853c49e6748fea9bu64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = XorShift(0x853c49e6748fea9b);
         for c in [1usize, 2, 3, 7, 16, 32] {
             for n in [1usize, 15, 16, 17, 40] {
                 for eps in [0.0f32, 0.1] {
-                    let x: Vec<f32> = (0..n * c).map(|_| ((next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 40.0).collect();
-                    let t: Vec<i64> = (0..n).map(|i| if i % 5 == 3 { -100 } else { (next() % c as u64) as i64 }).collect();
+                    let (x, t) = logits_and_targets(&mut rng, n, c);
                     let w: Vec<f32> = (0..n).map(|i| if t[i] == -100 { 0.0 } else { 0.25 + (i % 3) as f32 }).collect();
                     let mut out = vec![f32::NAN; n * c];
                     if !cross_entropy_grad_rows_f32(&x, c, &t, &w, eps, &mut out) {
