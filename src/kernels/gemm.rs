@@ -160,7 +160,7 @@ pub fn sgemm_on(
             // Small products first (no packing); the rest on the blocked kernel.
             // SAFETY: the views were checked above, C is borrowed mutably (no overlap), m, n, k > 0,
             // and the path's availability (AVX-512F) was asserted.
-            if !unsafe { super::gemm_small::sgemm(m, k, n, alpha, v.a, rsa, csa, v.b, rsb, csb, beta, v.c, rsc, csc) } {
+            if !unsafe { super::gemm_small::sgemm(m, k, n, alpha, v, beta) } {
                 parallel::<x86::Avx512>(threads, m, k, n, alpha, v, beta)
             }
         }
@@ -173,16 +173,16 @@ pub fn sgemm_on(
 
 /// Raw strided views of A, B and C, checked by the caller.
 #[derive(Clone, Copy)]
-struct Views {
-    a: *const f32,
-    rsa: isize,
-    csa: isize,
-    b: *const f32,
-    rsb: isize,
-    csb: isize,
-    c: *mut f32,
-    rsc: isize,
-    csc: isize,
+pub(super) struct Views {
+    pub(super) a: *const f32,
+    pub(super) rsa: isize,
+    pub(super) csa: isize,
+    pub(super) b: *const f32,
+    pub(super) rsb: isize,
+    pub(super) csb: isize,
+    pub(super) c: *mut f32,
+    pub(super) rsc: isize,
+    pub(super) csc: isize,
 }
 
 // SAFETY: the views are only shared between the threads of one `parallel` call, which give each thread
@@ -191,6 +191,11 @@ unsafe impl Send for Views {}
 unsafe impl Sync for Views {}
 
 impl Views {
+    /// The views of the transposed product, Cᵀ = Bᵀ·Aᵀ.
+    pub(super) fn transposed(self) -> Views {
+        Views { a: self.b, rsa: self.csb, csa: self.rsb, b: self.a, rsb: self.csa, csb: self.rsa, c: self.c, rsc: self.csc, csc: self.rsc }
+    }
+
     /// The views of the sub-product C[i0.., j0..] = A[i0.., :]·B[:, j0..].
     fn offset(self, i0: usize, j0: usize) -> Views {
         // SAFETY: callers pass i0 < m and j0 < n, so the offsets stay inside the checked views.

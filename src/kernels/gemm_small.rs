@@ -27,7 +27,7 @@
 //! same alpha and beta arithmetic (the transposed form changes which operand is broadcast, not the
 //! products or their order).
 
-use super::gemm::{k_step, PARALLEL_MIN_MACS};
+use super::gemm::{k_step, Views, PARALLEL_MIN_MACS};
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
@@ -39,20 +39,12 @@ const MAX_B: usize = 1 << 15;
 /// Deepest product whose B fits in registers (k vectors + 8 accumulators ≤ 32 zmm).
 const MAX_K_IN_REGISTERS: usize = 22;
 
-/// One orientation of a product: C (rows × cols) = A (rows × k) · B (k × cols), strides in elements.
+/// One orientation of a product: C (rows × cols) = A (rows × k) · B (k × cols).
 #[derive(Clone, Copy)]
 struct Plan {
     rows: usize,
     cols: usize,
-    a: *const f32,
-    rsa: isize,
-    csa: isize,
-    b: *const f32,
-    rsb: isize,
-    csb: isize,
-    c: *mut f32,
-    rsc: isize,
-    csc: isize,
+    v: Views,
 }
 
 /// Which kernel computes a plan.
@@ -65,19 +57,7 @@ enum Kernel {
 impl Plan {
     /// The same product, transposed: Cᵀ = Bᵀ·Aᵀ.
     fn transposed(self) -> Plan {
-        Plan {
-            rows: self.cols,
-            cols: self.rows,
-            a: self.b,
-            rsa: self.csb,
-            csa: self.rsb,
-            b: self.a,
-            rsb: self.csa,
-            csb: self.rsa,
-            c: self.c,
-            rsc: self.csc,
-            csc: self.rsc,
-        }
+        Plan { rows: self.cols, cols: self.rows, v: self.v.transposed() }
     }
 
     /// The kernel for this orientation and its estimated cost in vector multiply-adds (counting row
@@ -85,14 +65,14 @@ impl Plan {
     /// stores of a C whose rows are not), or None when neither kernel suits it.
     fn costed(&self, k: usize) -> Option<(usize, Kernel)> {
         let vecs = self.cols.div_ceil(16);
-        let copy_b = if self.csb == 1 { 0 } else { k * self.cols / 2 };
-        let scalar_c = if self.csc == 1 { 0 } else { self.rows * self.cols * 2 };
-        if self.csc != 1 && self.rows * self.cols > MAX_STRIDED_C {
+        let copy_b = if self.v.csb == 1 { 0 } else { k * self.cols / 2 };
+        let scalar_c = if self.v.csc == 1 { 0 } else { self.rows * self.cols * 2 };
+        if self.v.csc != 1 && self.rows * self.cols > MAX_STRIDED_C {
             return None;
         }
-        let (work, kernel) = if self.csa == 1 && k <= MAX_K_IN_REGISTERS && self.cols <= 16 {
+        let (work, kernel) = if self.v.csa == 1 && k <= MAX_K_IN_REGISTERS && self.cols <= 16 {
             (self.rows.div_ceil(8) * 8 * (k + 1), Kernel::BInRegisters)
-        } else if self.rsa == 1 && k * self.cols.min(32) <= MAX_B {
+        } else if self.v.rsa == 1 && k * self.cols.min(32) <= MAX_B {
             (row_tiles(self.rows, self.cols).map(|(mr, count)| count * (mr + 2)).sum::<usize>() * k * vecs, Kernel::AdjacentRows)
         } else {
             return None;
@@ -132,20 +112,14 @@ thread_local! {
 /// nothing, if not.
 ///
 /// # Safety
-/// The CPU has AVX-512F; the m×k, k×n and m×n views at a, b and c with the given strides lie inside
-/// their buffers (checked by `sgemm_on`); C does not overlap A or B; m, n, k > 0.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn sgemm(
-    m: usize, k: usize, n: usize, alpha: f32,
-    a: *const f32, rsa: isize, csa: isize,
-    b: *const f32, rsb: isize, csb: isize,
-    beta: f32, c: *mut f32, rsc: isize, csc: isize,
-) -> bool {
+/// The CPU has AVX-512F; the m×k, k×n and m×n views lie inside their buffers (checked by
+/// `sgemm_on`); C does not overlap A or B; m, n, k > 0.
+pub(super) unsafe fn sgemm(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f32) -> bool {
     if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_MACS {
         return false;
     }
     let _flush = super::denormals::FlushGuard::new();
-    let plain = Plan { rows: m, cols: n, a, rsa, csa, b, rsb, csb, c, rsc, csc };
+    let plain = Plan { rows: m, cols: n, v };
     let flipped = plain.transposed();
     let (mut p, kernel) = match (plain.costed(k), flipped.costed(k)) {
         (Some((cp, kp)), Some((cf, kf))) => if cf < cp { (flipped, kf) } else { (plain, kp) },
@@ -155,7 +129,7 @@ pub(crate) unsafe fn sgemm(
     };
     B_COPY.with(|cell| {
         let mut copy = cell.borrow_mut();
-        if p.csb != 1 {
+        if p.v.csb != 1 {
             // B's rows are strided (a weight read transposed): copy it into contiguous rows.
             let ld = p.cols.div_ceil(16) * 16;
             if copy.len() < k * ld {
@@ -165,12 +139,12 @@ pub(crate) unsafe fn sgemm(
                 let row = &mut copy[kk * ld..kk * ld + p.cols];
                 for (j, x) in row.iter_mut().enumerate() {
                     // SAFETY: (kk, j) lies inside B's k×cols view.
-                    *x = *p.b.offset(kk as isize * p.rsb + j as isize * p.csb);
+                    *x = *p.v.b.offset(kk as isize * p.v.rsb + j as isize * p.v.csb);
                 }
             }
-            p.b = copy.as_ptr();
-            p.rsb = ld as isize;
-            p.csb = 1;
+            p.v.b = copy.as_ptr();
+            p.v.rsb = ld as isize;
+            p.v.csb = 1;
         }
         // SAFETY: as this function's contract; B's rows are now contiguous, and the kernel suits
         // the plan's A layout (costed checked it).
@@ -239,19 +213,19 @@ unsafe fn rows_against_b<const K: usize>(p: Plan, alpha: f32, beta: f32) {
     let mask = lane_mask(p.cols);
     let mut bv = [_mm512_setzero_ps(); K];
     for (kk, v) in bv.iter_mut().enumerate() {
-        *v = _mm512_maskz_loadu_ps(mask, p.b.offset(kk as isize * p.rsb));
+        *v = _mm512_maskz_loadu_ps(mask, p.v.b.offset(kk as isize * p.v.rsb));
     }
-    let vector_c = p.csc == 1;
+    let vector_c = p.v.csc == 1;
     let (alphav, betav) = (_mm512_set1_ps(alpha), _mm512_set1_ps(beta));
     let mut i0 = 0;
     while i0 < p.rows {
         let live = R.min(p.rows - i0);
-        let mut rows = [p.a; R];
-        let mut c_rows = [p.c; R];
+        let mut rows = [p.v.a; R];
+        let mut c_rows = [p.v.c; R];
         for r in 0..R {
             let i = (i0 + r.min(live - 1)) as isize;
-            rows[r] = p.a.offset(i * p.rsa);
-            c_rows[r] = p.c.offset(i * p.rsc);
+            rows[r] = p.v.a.offset(i * p.v.rsa);
+            c_rows[r] = p.v.c.offset(i * p.v.rsc);
         }
         let mut old = [_mm512_setzero_ps(); R];
         if beta != 0.0 && vector_c {
@@ -288,7 +262,7 @@ unsafe fn rows_against_b<const K: usize>(p: Plan, alpha: f32, beta: f32) {
             }
         } else {
             for r in 0..live {
-                store_row(acc[r], c_rows[r], p.csc, p.cols, mask, alpha, beta);
+                store_row(acc[r], c_rows[r], p.v.csc, p.cols, mask, alpha, beta);
             }
         }
         i0 += R;
@@ -306,12 +280,12 @@ unsafe fn adjacent_rows(p: Plan, k: usize, alpha: f32, beta: f32) {
         let mut i0 = 0;
         for (mr, count) in row_tiles(p.rows, nr) {
             for _ in 0..count {
-                let (a, b) = (p.a.add(i0), p.b.add(j0));
-                let c = p.c.offset(i0 as isize * p.rsc + j0 as isize * p.csc);
+                let (a, b) = (p.v.a.add(i0), p.v.b.add(j0));
+                let c = p.v.c.offset(i0 as isize * p.v.rsc + j0 as isize * p.v.csc);
                 macro_rules! go {
                     ($($mr:literal, $nv:literal;)*) => {
                         match (mr, nr > 16) {
-                            $(($mr, $nv) => tile::<$mr, { 1 + $nv as usize }>(k, a, p.csa, b, p.rsb, masks, c, p.rsc, p.csc, nr, alpha, beta),)*
+                            $(($mr, $nv) => tile::<$mr, { 1 + $nv as usize }>(k, a, p.v.csa, b, p.v.rsb, masks, c, p.v.rsc, p.v.csc, nr, alpha, beta),)*
                             _ => unreachable!("row_tiles yields the instantiated heights"),
                         }
                     };
