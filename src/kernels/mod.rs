@@ -5,4 +5,5 @@ pub mod gemm;
 #[cfg(target_arch = "x86_64")]
 mod gemm_small;
 pub mod math;
+pub(crate) mod simd;
 pub mod threads;

@@ -2,6 +2,7 @@
 
 use super::{grads, Grads, Op, OpKind, Saved};
 use crate::dtype::Float;
+use crate::kernels::simd::vectorised;
 use crate::error::{bail, Result};
 use crate::graph::{Graph, Tensor};
 use crate::shape::{Shape, MAX_RANK};
@@ -126,9 +127,11 @@ fn map_into<T: Float>(x: &[T], out: &mut [T], u: Unary) {
     macro_rules! map {
         (|$v:ident| $e:expr) => {
             crate::kernels::threads::for_each_piece(out, &|lo, out| {
-                for (o, &$v) in out.iter_mut().zip(&x[lo..]) {
-                    *o = $e;
-                }
+                vectorised(|| {
+                    for (o, &$v) in out.iter_mut().zip(&x[lo..]) {
+                        *o = $e;
+                    }
+                })
             })
         };
     }
@@ -308,9 +311,11 @@ impl Graph {
         macro_rules! each {
             (|$y:ident, $gv:ident| $e:expr) => {
                 crate::kernels::threads::for_each_piece(&mut d, &|lo, d| {
-                    for ((o, &$y), &$gv) in d.iter_mut().zip(&ys[lo..]).zip(&gs[lo..]) {
-                        *o = $e;
-                    }
+                    vectorised(|| {
+                        for ((o, &$y), &$gv) in d.iter_mut().zip(&ys[lo..]).zip(&gs[lo..]) {
+                            *o = $e;
+                        }
+                    })
                 })
             };
         }
@@ -424,6 +429,11 @@ pub(crate) fn broadcast_zip<T: Copy>(a: &[T], sa: &Shape, b: &[T], sb: &Shape, s
     if out.is_empty() {
         return;
     }
+    vectorised(|| broadcast_zip_loops(a, sa, b, sb, shape, out, f))
+}
+
+#[inline(always)]
+fn broadcast_zip_loops<T: Copy>(a: &[T], sa: &Shape, b: &[T], sb: &Shape, shape: &Shape, out: &mut [T], f: impl Fn(T, T) -> T) {
     if sa == sb {
         for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
             *o = f(x, y);

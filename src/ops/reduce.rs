@@ -66,11 +66,13 @@ pub(crate) fn sum_into<T: Float>(x: &[T], shape: &Shape, mask: u8, out: &mut [T]
             return sum_narrow_rows(x, out);
         }
         crate::kernels::threads::for_each_piece_of(out, x.len(), &|lo, out| {
-            for row in x.chunks_exact(d) {
-                for (o, &v) in out.iter_mut().zip(&row[lo..]) {
-                    *o += v;
+            crate::kernels::simd::vectorised(|| {
+                for row in x.chunks_exact(d) {
+                    for (o, &v) in out.iter_mut().zip(&row[lo..]) {
+                        *o += v;
+                    }
                 }
-            }
+            })
         });
     } else {
         let st = reduced_strides(shape, mask);
@@ -89,11 +91,13 @@ fn sum_narrow_rows<T: Float>(x: &[T], out: &mut [T]) {
     let mut acc = [T::ZERO; 128];
     let acc = &mut acc[..period];
     let mut chunks = x.chunks_exact(period);
-    for chunk in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(chunk) {
-            *a += v;
+    crate::kernels::simd::vectorised(|| {
+        for chunk in &mut chunks {
+            for (a, &v) in acc.iter_mut().zip(chunk) {
+                *a += v;
+            }
         }
-    }
+    });
     for (j, o) in out.iter_mut().enumerate() {
         *o = acc.iter().skip(j).step_by(d).fold(T::ZERO, |s, &v| s + v);
     }

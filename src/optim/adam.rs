@@ -149,17 +149,21 @@ impl AdamStep {
     }
 
     fn run<const DECOUPLED: bool, const L2: bool>(&self, w: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
-        for (((w, &grad), m), v) in w.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
-            self.moments::<DECOUPLED, L2>(w, grad, m, v);
-            self.update(w, *m, *v);
-        }
+        crate::kernels::simd::vectorised(|| {
+            for (((w, &grad), m), v) in w.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+                self.moments::<DECOUPLED, L2>(w, grad, m, v);
+                self.update(w, *m, *v);
+            }
+        })
     }
 
     fn run_amsgrad<const DECOUPLED: bool, const L2: bool>(&self, w: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], vmax: &mut [f32]) {
-        for ((((w, &grad), m), v), mx) in w.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()).zip(vmax.iter_mut()) {
-            self.moments::<DECOUPLED, L2>(w, grad, m, v);
-            *mx = mx.max(*v); // torch.maximum(max_exp_avg_sq, exp_avg_sq)
-            self.update(w, *m, *mx);
-        }
+        crate::kernels::simd::vectorised(|| {
+            for ((((w, &grad), m), v), mx) in w.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()).zip(vmax.iter_mut()) {
+                self.moments::<DECOUPLED, L2>(w, grad, m, v);
+                *mx = mx.max(*v); // torch.maximum(max_exp_avg_sq, exp_avg_sq)
+                self.update(w, *m, *mx);
+            }
+        })
     }
 }
