@@ -215,18 +215,43 @@ unsafe fn rows_against_b<const K: usize>(p: Plan, alpha: f32, beta: f32) {
     for (kk, v) in bv.iter_mut().enumerate() {
         *v = _mm512_maskz_loadu_ps(mask, p.v.b.offset(kk as isize * p.v.rsb));
     }
-    let vector_c = p.v.csc == 1;
-    let (alphav, betav) = (_mm512_set1_ps(alpha), _mm512_set1_ps(beta));
+    let g = Group { mask, cols: p.cols, csc: p.v.csc, alpha, beta };
     let mut i0 = 0;
+    // Full groups of a row-major A whose rows lie back to back (rsa = K): each row's offset from
+    // the group's first is a constant, so the multiply-adds address A from one register with
+    // immediate displacements instead of eight row pointers that spill.
+    if p.v.rsa == K as isize {
+        while i0 + R <= p.rows {
+            let a = p.v.a.add(i0 * K);
+            let c = p.v.c.offset(i0 as isize * p.v.rsc);
+            g.run::<K, R>(&bv, std::array::from_fn(|r| a.add(r * K)), std::array::from_fn(|r| c.offset(r as isize * p.v.rsc)), R);
+            i0 += R;
+        }
+    }
     while i0 < p.rows {
         let live = R.min(p.rows - i0);
-        let mut rows = [p.v.a; R];
-        let mut c_rows = [p.v.c; R];
-        for r in 0..R {
-            let i = (i0 + r.min(live - 1)) as isize;
-            rows[r] = p.v.a.offset(i * p.v.rsa);
-            c_rows[r] = p.v.c.offset(i * p.v.rsc);
-        }
+        let row = |r: usize| (i0 + r.min(live - 1)) as isize;
+        g.run::<K, R>(&bv, std::array::from_fn(|r| p.v.a.offset(row(r) * p.v.rsa)), std::array::from_fn(|r| p.v.c.offset(row(r) * p.v.rsc)), live);
+        i0 += R;
+    }
+}
+
+/// What every group of rows of one product shares.
+#[derive(Clone, Copy)]
+struct Group {
+    mask: __mmask16,
+    cols: usize,
+    csc: isize,
+    alpha: f32,
+    beta: f32,
+}
+
+impl Group {
+    /// R rows of C (the first `live` stored) against B's K rows held in `bv`.
+    #[inline(always)]
+    unsafe fn run<const K: usize, const R: usize>(self, bv: &[__m512; K], rows: [*const f32; R], c_rows: [*mut f32; R], live: usize) {
+        let Group { mask, cols, csc, alpha, beta } = self;
+        let vector_c = csc == 1;
         let mut old = [_mm512_setzero_ps(); R];
         if beta != 0.0 && vector_c {
             for r in 0..R {
@@ -243,11 +268,11 @@ unsafe fn rows_against_b<const K: usize>(p: Plan, alpha: f32, beta: f32) {
             // The blocked kernels' store arithmetic: alpha·acc, then + C (beta = 1) or fused
             // beta·C + that (other beta).
             for r in 0..R {
-                let mut x = if alpha == 1.0 { acc[r] } else { _mm512_mul_ps(alphav, acc[r]) };
+                let mut x = if alpha == 1.0 { acc[r] } else { _mm512_mul_ps(_mm512_set1_ps(alpha), acc[r]) };
                 if beta == 1.0 {
                     x = _mm512_add_ps(x, old[r]);
                 } else if beta != 0.0 {
-                    x = _mm512_fmadd_ps(betav, old[r], x);
+                    x = _mm512_fmadd_ps(_mm512_set1_ps(beta), old[r], x);
                 }
                 acc[r] = x;
             }
@@ -262,10 +287,9 @@ unsafe fn rows_against_b<const K: usize>(p: Plan, alpha: f32, beta: f32) {
             }
         } else {
             for r in 0..live {
-                store_row(acc[r], c_rows[r], p.v.csc, p.cols, mask, alpha, beta);
+                store_row(acc[r], c_rows[r], csc, cols, mask, alpha, beta);
             }
         }
-        i0 += R;
     }
 }
 
