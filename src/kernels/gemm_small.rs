@@ -84,23 +84,30 @@ impl Plan {
 /// Row-tile heights per vector count: 16·NV·MR accumulator lanes in at most 24 zmm registers.
 const TILE_ROWS_1: [usize; 7] = [24, 16, 12, 8, 4, 2, 1];
 const TILE_ROWS_2: [usize; 5] = [12, 8, 4, 2, 1];
+/// The most rows one tile takes whole (every height up to these is instantiated): 24 one-vector
+/// or 13 two-vector rows of accumulators, with B's row and a broadcast, fill at most 29 registers.
+const WHOLE_ROWS: [usize; 2] = [24, 13];
 
-/// How `rows` rows of C are cut into full tiles of a width of `cols` (≤ 32 are used): the main
-/// height with the least padding, then the remainder greedily in smaller heights. Yields (height,
-/// count) pairs.
+/// How `rows` rows of C are cut into full tiles of a width of `cols` (≤ 32 are used): one tile when
+/// they fit (each tile is a chain of multiply-adds per accumulator, so a 3-row C cut into 2 + 1 rows
+/// waited out two chains' latency: 1.4 µs for the seed network's 3×500×8, 0.7 in one tile);
+/// otherwise the main height with the least padding, then the remainder greedily in smaller
+/// heights. Yields (height, count) pairs.
 fn row_tiles(rows: usize, cols: usize) -> impl Iterator<Item = (usize, usize)> {
-    let heights: &'static [usize] = if cols.min(32) <= 16 { &TILE_ROWS_1 } else { &TILE_ROWS_2 };
+    let wide = cols.min(32) > 16;
+    let heights: &'static [usize] = if wide { &TILE_ROWS_2 } else { &TILE_ROWS_1 };
+    let whole = (rows <= WHOLE_ROWS[wide as usize]).then_some((rows, 1));
     let main = heights[..heights.len() - 3]
         .iter()
         .copied()
         .min_by_key(|&mr| (rows.div_ceil(mr) * (mr + 2), usize::MAX - mr))
         .expect("heights are not empty");
-    let mut left = rows;
-    heights.iter().filter(move |&&h| h <= main).map(move |&h| {
+    let mut left = if whole.is_some() { 0 } else { rows };
+    whole.into_iter().chain(heights.iter().filter(move |&&h| h <= main && left > 0).map(move |&h| {
         let count = left / h;
         left -= count * h;
         (h, count)
-    })
+    }))
 }
 
 thread_local! {
@@ -314,8 +321,11 @@ unsafe fn adjacent_rows(p: Plan, k: usize, alpha: f32, beta: f32) {
                         }
                     };
                 }
-                go!(24, false; 16, false; 12, false; 8, false; 4, false; 2, false; 1, false;
-                    12, true; 8, true; 4, true; 2, true; 1, true;);
+                go!(24, false; 23, false; 22, false; 21, false; 20, false; 19, false; 18, false; 17, false;
+                    16, false; 15, false; 14, false; 13, false; 12, false; 11, false; 10, false; 9, false;
+                    8, false; 7, false; 6, false; 5, false; 4, false; 3, false; 2, false; 1, false;
+                    13, true; 12, true; 11, true; 10, true; 9, true; 8, true; 7, true; 6, true; 5, true;
+                    4, true; 3, true; 2, true; 1, true;);
                 i0 += mr;
             }
         }
