@@ -179,11 +179,21 @@ impl Graph {
             let mut out = self.alloc::<T>(out_shape.numel())?;
             let beta = match b {
                 Some(b) => {
-                    // Element by element: a memcpy call per row cost more than the copy for the
-                    // narrow layers of small networks.
+                    // The first lcm(nout, 16) elements row by row, then copies of that block: a
+                    // memcpy call per row cost more than the copy for the narrow layers of small
+                    // networks, and cycling over the bias element by element about 0.4 µs of the
+                    // seed network's 27 µs step.
                     let bv = self.data::<T>(b)?;
-                    for (o, &v) in out.iter_mut().zip(bv.iter().cycle()) {
-                        *o = v;
+                    if !out.is_empty() {
+                        // out holds rows·nout > 0 elements, so the period is a whole number of rows.
+                        let period = super::lcm(nout, 16).min(out.len());
+                        let (head, tail) = out.split_at_mut(period);
+                        for row in head.chunks_exact_mut(nout) {
+                            row.copy_from_slice(bv);
+                        }
+                        for block in tail.chunks_mut(period) {
+                            block.copy_from_slice(&head[..block.len()]);
+                        }
                     }
                     T::ONE
                 }
