@@ -648,7 +648,7 @@ mod tests {
     #[test]
     fn gathered_softmax_rows_equal_the_general_loop_bit_for_bit() {
         let mut rng = XorShift(0x2545f4914f6cdd1d);
-        for c in [1usize, 2, 3, 7, 10, 16, 31, 32, 33] {
+        for c in [1usize, 2, 3, 4, 5, 7, 10, 16, 31, 32, 33] {
             for n in [0usize, 1, 15, 16, 17, 40] {
                 let mut x: Vec<f32> = (0..n * c).map(|_| rng.float(60.0)).collect();
                 if n > 2 {
@@ -668,7 +668,7 @@ mod tests {
     #[test]
     fn vectorised_cross_entropy_rows_match_the_float64_formula() {
         let mut rng = XorShift(0x9e3779b97f4a7c15);
-        for c in [1usize, 2, 3, 7, 16, 32] {
+        for c in [1usize, 2, 3, 4, 5, 7, 16, 32] {
             for n in [1usize, 15, 16, 17, 40] {
                 for eps in [0.0f32, 0.1] {
                     let (x, t) = logits_and_targets(&mut rng, n, c);
@@ -696,7 +696,7 @@ mod tests {
     #[test]
     fn vectorised_cross_entropy_gradient_matches_the_float64_formula() {
         let mut rng = XorShift(0x853c49e6748fea9b);
-        for c in [1usize, 2, 3, 7, 16, 32] {
+        for c in [1usize, 2, 3, 4, 5, 7, 16, 32] {
             for n in [1usize, 15, 16, 17, 40] {
                 for eps in [0.0f32, 0.1] {
                     let (x, t) = logits_and_targets(&mut rng, n, c);
