@@ -128,8 +128,17 @@ impl Graph {
             bail!(InvalidArgument, "cross_entropy: label_smoothing must lie in [0, 1], got {}", opt.label_smoothing);
         }
         let (n, c) = (sl.dim(0), sl.dim(1));
-        let tv = self.data_i64(target)?;
-        if let Some(&bad) = tv.iter().find(|&&t| t != opt.ignore_index && (t < 0 || t as usize >= c)) {
+        // One pass over the targets: the rows that count, and any target out of range.
+        let (mut count, mut bad) = (0usize, None);
+        for &t in self.data_i64(target)? {
+            if t != opt.ignore_index {
+                count += 1;
+                if t < 0 || t as usize >= c {
+                    bad.get_or_insert(t);
+                }
+            }
+        }
+        if let Some(bad) = bad {
             bail!(InvalidArgument, "cross_entropy: target {} is out of range for {} classes", bad, c);
         }
         let out_shape = reduced_shape(&st, opt.reduction);
@@ -137,15 +146,19 @@ impl Graph {
         float_dispatch!(self.dtype(logits)?, T => {
             // Per-row losses (the output itself for reduction = none), then their sum in float64.
             let mut rows = self.alloc::<T>(n)?;
-            let count = self.data_i64(target)?.iter().filter(|&&t| t != opt.ignore_index).count();
             let (x, tv) = (self.data::<T>(logits)?, self.data_i64(target)?);
             let total = if T::cross_entropy_rows(x, c, tv, opt.ignore_index, T::from_f64(eps), &mut rows) {
                 // Four partial sums: one running float64 sum is a chain of dependent adds.
                 let mut acc = [0.0f64; 4];
-                for quad in rows.chunks(4) {
+                let quads = rows.chunks_exact(4);
+                let rest = quads.remainder();
+                for quad in quads {
                     for (a, &l) in acc.iter_mut().zip(quad) {
                         *a += l.to_f64();
                     }
+                }
+                for (a, &l) in acc.iter_mut().zip(rest) {
+                    *a += l.to_f64();
                 }
                 (acc[0] + acc[1]) + (acc[2] + acc[3])
             } else {
@@ -210,12 +223,15 @@ impl Graph {
                 Reduction::Mean => gv[0].to_f64() / count as f64,
             };
             let (ws, rest) = stats.split_at_mut(n);
-            for (i, w) in ws.iter_mut().enumerate() {
-                *w = T::from_f64(match reduction {
-                    _ if tv[i] == ignore_index => 0.0,
-                    Reduction::None => gv[i].to_f64(),
-                    Reduction::Sum | Reduction::Mean => shared,
-                });
+            let shared = T::from_f64(shared);
+            for ((w, &t), i) in ws.iter_mut().zip(tv).zip(0..) {
+                *w = if t == ignore_index {
+                    T::ZERO
+                } else if reduction == Reduction::None {
+                    gv[i]
+                } else {
+                    shared
+                };
             }
             if !T::cross_entropy_grad_rows(x, c, tv, ws, T::from_f64(eps), &mut out) {
                 let (maxes, rest) = rest.split_at_mut(n);
