@@ -154,6 +154,8 @@ pub trait Float:
     fn ln_in_place(x: &mut [Self]);
     /// out = sigmoid(x) over slices of one length (vectorised for float32).
     fn sigmoid_into(x: &[Self], out: &mut [Self]);
+    /// out = tanh(x) over slices of one length (vectorised for float32).
+    fn tanh_into(x: &[Self], out: &mut [Self]);
     /// Softmax parts of the rows of an [n, c] matrix (see [`crate::kernels::math::softmax_rows`]).
     fn softmax_rows(x: &[Self], c: usize, e: &mut [Self], maxes: &mut [Self], sums: &mut [Self], lse: &mut [Self]);
     /// Per-row cross-entropy losses where a vectorised kernel applies (see
@@ -182,7 +184,7 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ty, $variant:ident, $gemm:path, $erf:path, $exp:path, $ln:path, $sigmoid:path, $softmax:path, $ce:path, $ce_grad:path) => {
+    ($t:ty, $variant:ident, $gemm:path, $erf:path, $exp:path, $ln:path, $sigmoid:path, $tanh:path, $softmax:path, $ce:path, $ce_grad:path) => {
         impl Float for $t {
             const DTYPE: DType = DType::$variant;
             const ZERO: Self = 0.0;
@@ -214,6 +216,7 @@ macro_rules! impl_float {
             fn exp_in_place(x: &mut [Self]) { $exp(x) }
             fn ln_in_place(x: &mut [Self]) { $ln(x) }
             fn sigmoid_into(x: &[Self], out: &mut [Self]) { $sigmoid(x, out) }
+            fn tanh_into(x: &[Self], out: &mut [Self]) { $tanh(x, out) }
             fn softmax_rows(x: &[Self], c: usize, e: &mut [Self], maxes: &mut [Self], sums: &mut [Self], lse: &mut [Self]) {
                 $softmax(x, c, e, maxes, sums, lse)
             }
@@ -240,10 +243,10 @@ macro_rules! impl_float {
 }
 
 impl_float!(f32, F32, crate::kernels::gemm::sgemm, crate::kernels::math::erf_f32,
-    crate::kernels::math::exp_f32_in_place, crate::kernels::math::ln_f32_in_place, crate::kernels::math::sigmoid_f32,
+    crate::kernels::math::exp_f32_in_place, crate::kernels::math::ln_f32_in_place, crate::kernels::math::sigmoid_f32, crate::kernels::math::tanh_f32,
     crate::kernels::math::softmax_rows_f32, crate::kernels::math::cross_entropy_rows_f32,
     crate::kernels::math::cross_entropy_grad_rows_f32);
 impl_float!(f64, F64, crate::kernels::gemm::dgemm, crate::kernels::math::erf_f64,
-    crate::kernels::math::exp_f64_in_place, crate::kernels::math::ln_f64_in_place, crate::kernels::math::sigmoid_f64,
+    crate::kernels::math::exp_f64_in_place, crate::kernels::math::ln_f64_in_place, crate::kernels::math::sigmoid_f64, crate::kernels::math::tanh_f64,
     crate::kernels::math::softmax_rows::<f64>, crate::kernels::math::cross_entropy_rows_f64,
     crate::kernels::math::cross_entropy_grad_rows_f64);
