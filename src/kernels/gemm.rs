@@ -307,20 +307,33 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
         let nc_max = K::NC.min(cap.1.max(n).div_ceil(K::NR) * K::NR);
         let mc_max = K::MC.min(cap.0.max(m).div_ceil(K::MR) * K::MR);
         let kc_max = k_step(k);
-        let ap = aligned(abuf, mc_max * kc_max);
-        let bp = aligned(bbuf, nc_max * kc_max);
         // Narrow tiles when every column fits in half a wide tile (the 10-wide output layer).
         let narrow = n <= K::NR / 2;
         let nr_pack = if narrow { K::NR / 2 } else { K::NR };
+        // A tile is read where it lies, unpacked, when few column panels reuse it: up to
+        // DIRECT_A_MAX_PANELS when its rows are contiguous and their stride is not a multiple of
+        // 4 KiB (its MR rows would then share L1 sets with each other and with the B
+        // micro-panel); up to 2 when its columns are (a transposed A, whose tile touches a new line
+        // every k: 16 panels measured 150 -> 140 GFLOP/s on Aᵀ·B 784×128×512). A partial last tile
+        // is always packed, because the kernel reads all MR rows.
+        let panels = K::NC.min(n).div_ceil(nr_pack);
+        let direct = (v.csa == 1 && panels <= DIRECT_A_MAX_PANELS && (v.rsa as usize * std::mem::size_of::<f32>()) % 4096 != 0)
+            || (v.rsa == 1 && panels <= 2);
+        // With several B panels side by side (n > NC), A's blocks of one k block are packed once,
+        // for the first panel, and kept for the others, instead of being packed again for each.
+        let keep_a = !direct && n > K::NC;
+        let ap = aligned(abuf, if keep_a { cap.0.max(m).div_ceil(K::MR) * K::MR } else { mc_max } * kc_max);
+        let bp = aligned(bbuf, nc_max * kc_max);
         // A B of many megabytes streams from memory: a separate pass reading its rows front to
         // back (which the hardware prefetches) then does as well or better than filling panels
         // from rows 4 KiB or more apart.
         let fuse = K::FUSED_B && !narrow && v.csb == 1 && k * n <= FUSED_B_MAX_FLOATS;
-        for jc in (0..n).step_by(K::NC) {
-            let nc = K::NC.min(n - jc);
-            let kstep = k_step(k);
-            for pc in (0..k).step_by(kstep) {
-                let kc = kstep.min(k - pc);
+        // k blocks outside, B panels inside: each output element still adds its k blocks in order.
+        let kstep = k_step(k);
+        for pc in (0..k).step_by(kstep) {
+            let kc = kstep.min(k - pc);
+            for jc in (0..n).step_by(K::NC) {
+                let nc = K::NC.min(n - jc);
                 let beta_pc = if pc == 0 { beta } else { 1.0 };
                 let b_blk = ConstPtr(v.b).offset_by(pc as isize * v.rsb + jc as isize * v.csb);
                 // Full micro-panels of a row-major B are packed by the first tile that uses them;
@@ -331,22 +344,18 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
                 // fits the buffer sized above. Both of our paths require AVX2
                 // (SgemmPath::available), checked by sgemm_on.
                 unsafe { pack_b(kc, nc - fused, nr_pack, b_blk.offset_by(fused as isize * v.csb).0, v.rsb, v.csb, bp.add(fused * kc)) };
-                // A tile is read where it lies, unpacked, when few column panels reuse it: up to
-                // DIRECT_A_MAX_PANELS when its rows are contiguous and their stride is not a
-                // multiple of 4 KiB (its MR rows would then share L1 sets with each other and with
-                // the B micro-panel); up to 2 when its columns are (a transposed A, whose tile
-                // touches a new line every k: 16 panels measured 150 -> 140 GFLOP/s on
-                // Aᵀ·B 784×128×512). A partial last tile is always packed, because the kernel reads
-                // all MR rows.
-                let panels = nc.div_ceil(nr_pack);
-                let direct = (v.csa == 1 && panels <= DIRECT_A_MAX_PANELS && (v.rsa as usize * std::mem::size_of::<f32>()) % 4096 != 0)
-                    || (v.rsa == 1 && panels <= 2);
                 for ic in (0..m).step_by(K::MC) {
                     let mc = K::MC.min(m - ic);
                     let a_blk = ConstPtr(v.a).offset_by(ic as isize * v.rsa + pc as isize * v.csa);
                     let full = if direct { mc / K::MR * K::MR } else { 0 };
-                    // SAFETY: as above, for A's block (or its partial last tile, at its packed place).
-                    unsafe { pack_a(mc - full, kc, K::MR, a_blk.offset_by(full as isize * v.rsa).0, v.rsa, v.csa, ap.add(full * kc)) };
+                    // SAFETY: the buffer holds every block of this k block when A is kept (m
+                    // rounded up to MR, times kc), one block otherwise.
+                    let ap = if keep_a { unsafe { ap.add(ic * kc) } } else { ap };
+                    if !keep_a || jc == 0 {
+                        // SAFETY: as above, for A's block (or its partial last tile, at its packed
+                        // place).
+                        unsafe { pack_a(mc - full, kc, K::MR, a_blk.offset_by(full as isize * v.rsa).0, v.rsa, v.csa, ap.add(full * kc)) };
+                    }
                     // Each A tile stays in L1 while the B panel streams past it from L2 (the
                     // other way round, a B micro-panel of kc×NR = 32 KiB left too little of L1 for
                     // the A tiles streaming through: 2–9 % slower on every W5 and W3 shape).
