@@ -278,17 +278,7 @@ mod avx512 {
     /// The CPU has AVX-512F; `out` is as long as `x`.
     #[inline(always)]
     pub(super) unsafe fn map(x: &[f32], out: &mut [f32], f: impl Fn(__m512) -> __m512) {
-        let n = x.len().min(out.len());
-        let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
-        let mut i = 0;
-        while i + 16 <= n {
-            _mm512_storeu_ps(op.add(i), f(_mm512_loadu_ps(xp.add(i))));
-            i += 16;
-        }
-        if i < n {
-            let mask = ((1u32 << (n - i)) - 1) as __mmask16;
-            _mm512_mask_storeu_ps(op.add(i), mask, f(_mm512_maskz_loadu_ps(mask, xp.add(i))));
-        }
+        map_raw(x.as_ptr(), out.as_mut_ptr(), x.len().min(out.len()), f)
     }
 
     /// x[i] = f(x[i]) in place.
@@ -297,15 +287,25 @@ mod avx512 {
     /// The CPU has AVX-512F.
     #[inline(always)]
     pub(super) unsafe fn map_in_place(x: &mut [f32], f: impl Fn(__m512) -> __m512) {
-        let (n, p) = (x.len(), x.as_mut_ptr());
+        let p = x.as_mut_ptr();
+        map_raw(p, p, x.len(), f)
+    }
+
+    /// dst[i] = f(src[i]) for i < n, 16 lanes at a time, the tail under a mask; src and dst may be
+    /// the same (each vector is read before it is written).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; src is readable and dst writable for n floats.
+    #[inline(always)]
+    unsafe fn map_raw(src: *const f32, dst: *mut f32, n: usize, f: impl Fn(__m512) -> __m512) {
         let mut i = 0;
         while i + 16 <= n {
-            _mm512_storeu_ps(p.add(i), f(_mm512_loadu_ps(p.add(i))));
+            _mm512_storeu_ps(dst.add(i), f(_mm512_loadu_ps(src.add(i))));
             i += 16;
         }
         if i < n {
             let mask = ((1u32 << (n - i)) - 1) as __mmask16;
-            _mm512_mask_storeu_ps(p.add(i), mask, f(_mm512_maskz_loadu_ps(mask, p.add(i))));
+            _mm512_mask_storeu_ps(dst.add(i), mask, f(_mm512_maskz_loadu_ps(mask, src.add(i))));
         }
     }
 
