@@ -5,18 +5,20 @@
 //! host did not give it, and small networks gain nothing from threads. Results never depend on the
 //! count: a kernel splits its output into parts that are each computed by one thread in a fixed order.
 //!
-//! Workers are started on first need and kept; handing them a job takes a mutex and a condition
-//! variable and allocates nothing, so a steady training loop stays allocation-free with threads too.
-//! After a job a worker spins briefly before sleeping, because training steps issue large kernels
-//! back to back. The parts of a job are claimed, not assigned: the caller and the workers each take
-//! the next unclaimed part until none is left, and the caller waits only for parts a worker has
-//! actually started. A worker that wakes late, or whose core another process holds, then costs at
-//! most the part it took. Measured with another process spinning on one of the two cores, 2-thread
-//! products: 256³ 54 → 160 GFLOP/s, 128×784×512 85 → 142 (the caller no longer waits a scheduler
-//! time slice for a worker to start; one thread alone does 160 and 150).
+//! Workers are started on first need and kept. Handing them a job takes no lock and allocates
+//! nothing (see [`Pool`]), so a steady training loop stays allocation-free with threads too, and a
+//! job of a few microseconds still runs on both cores. After a job a worker spins briefly before
+//! sleeping, because training steps issue kernels back to back. The parts of a job are claimed, not
+//! assigned: the caller and the workers each take the next unclaimed part until none is left, and
+//! the caller waits only for parts a worker has actually started. A worker that wakes late, or whose
+//! core another process holds, then costs at most the part it took. Measured with another process
+//! spinning on one of the two cores, 2-thread products: 256³ 54 → 160 GFLOP/s, 128×784×512 85 → 142
+//! (the caller no longer waits a scheduler time slice for a worker to start; one thread alone does
+//! 160 and 150).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// 0 means "not yet read from the environment".
@@ -27,17 +29,18 @@ pub(crate) const MAX_THREADS: usize = 64;
 
 /// Sets how many threads large kernels may use (1 = only the calling thread; clamped to 1..=64).
 pub fn set_num_threads(n: usize) {
-    NUM_THREADS.store(n.clamp(1, MAX_THREADS), Ordering::Relaxed);
+    NUM_THREADS.store(n.clamp(1, MAX_THREADS), std::sync::atomic::Ordering::Relaxed);
 }
 
 /// How many threads large kernels may use: set by [`set_num_threads`], else `BP_NUM_THREADS`, else 1.
 pub fn num_threads() -> usize {
-    match NUM_THREADS.load(Ordering::Relaxed) {
+    use std::sync::atomic::Ordering::Relaxed;
+    match NUM_THREADS.load(Relaxed) {
         0 => {
             let n = std::env::var("BP_NUM_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(1);
             // Another thread may have set a count meanwhile: keep theirs.
-            let _ = NUM_THREADS.compare_exchange(0, n.clamp(1, MAX_THREADS), Ordering::Relaxed, Ordering::Relaxed);
-            NUM_THREADS.load(Ordering::Relaxed)
+            let _ = NUM_THREADS.compare_exchange(0, n.clamp(1, MAX_THREADS), Relaxed, Relaxed);
+            NUM_THREADS.load(Relaxed)
         }
         n => n,
     }
@@ -52,84 +55,131 @@ struct Job {
     threads: usize,
 }
 
-// SAFETY: the pointee is `Sync` (shared calls from several threads are allowed) and `run` keeps it
-// alive until no worker can call it any more (see `run`).
-unsafe impl Send for Job {}
-
-struct State {
-    /// Bumped for every job, so a worker knows a job is new.
-    epoch: u64,
-    /// The job being run; `run` clears it, under the lock, before it returns.
-    job: Option<Job>,
-    /// The next part nobody has claimed yet.
-    next: usize,
-    /// Parts claimed by workers and not yet finished.
-    running: usize,
-    /// Workers started so far (worker i is thread i of a job, i ≥ 1).
-    workers: usize,
-    /// A part panicked on a worker: `run` re-raises it on the calling thread.
-    panicked: bool,
-}
-
+/// The pool. A job is handed over without locks: `run` writes it into `job`, resets `next` and opens
+/// a new epoch (an odd `epoch`); threads claim parts with one atomic add on `next`; `run` closes
+/// the epoch (even again) once every part is claimed and waits until no worker is `active`. A
+/// worker counts itself active *before* it checks that the epoch it saw is still open, and `run`
+/// closes *before* it reads `active` (all sequentially consistent), so either the worker sees the
+/// close and leaves without touching the job, or `run` sees the worker and waits for it: no worker
+/// reads `job` while `run` rewrites it. The locks serve only threads that sleep.
+///
+/// Taking a mutex to claim a part, as this pool once did, cost more than whole small products: on a
+/// virtual machine a thread that blocks on a contended lock sleeps, and waking it took longer than
+/// the caller needed to compute both halves of a 128³ product alone (2 threads gained nothing there).
 struct Pool {
-    state: Mutex<State>,
-    work: Condvar,
+    job: UnsafeCell<Job>,
+    epoch: AtomicU64,
+    /// The next part nobody has claimed yet.
+    next: AtomicUsize,
+    /// Workers inside the current epoch (claiming or computing parts).
+    active: AtomicUsize,
+    /// A part panicked on a worker: `run` re-raises it on the calling thread.
+    panicked: AtomicBool,
+    /// Workers asleep on `wake`, and whether `run` sleeps on `done`.
+    sleepers: AtomicUsize,
+    waiting: AtomicBool,
+    /// Guards only the sleeping: a thread checks its condition under it before it waits.
+    sleep: Mutex<()>,
+    wake: Condvar,
     done: Condvar,
     /// Serialises jobs from different calling threads (each graph is used by one thread, but two
-    /// graphs on two threads may both run large kernels).
-    submit: Mutex<()>,
-    /// A copy of `State::epoch` that idle workers poll without taking the lock.
-    epoch: AtomicU64,
+    /// graphs on two threads may both run large kernels); holds the number of workers started.
+    submit: Mutex<usize>,
 }
+
+// SAFETY: `job` is written only by `run`, under `submit`, while no worker is active (see Pool), and
+// read by workers only while the epoch that published it is open; the rest is atomics and locks.
+unsafe impl Sync for Pool {}
+// SAFETY: the raw closure pointer in `job` is only called under the protocol above.
+unsafe impl Send for Pool {}
 
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| Pool {
-        state: Mutex::new(State { epoch: 0, job: None, next: 0, running: 0, workers: 0, panicked: false }),
-        work: Condvar::new(),
-        done: Condvar::new(),
-        submit: Mutex::new(()),
+        job: UnsafeCell::new(Job { f: &|_| {}, parts: 0, threads: 0 }),
         epoch: AtomicU64::new(0),
+        next: AtomicUsize::new(0),
+        active: AtomicUsize::new(0),
+        panicked: AtomicBool::new(false),
+        sleepers: AtomicUsize::new(0),
+        waiting: AtomicBool::new(false),
+        sleep: Mutex::new(()),
+        wake: Condvar::new(),
+        done: Condvar::new(),
+        submit: Mutex::new(0),
     })
 }
 
-/// How long an idle worker keeps polling for the next job before it sleeps.
+/// How long an idle worker keeps polling for the next job before it sleeps, and how long `run`
+/// polls for the workers' last parts before it sleeps.
 const SPIN: Duration = Duration::from_micros(200);
 
-fn lock(p: &Pool) -> std::sync::MutexGuard<'_, State> {
-    p.state.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Pool {
+    /// Claims and runs parts of the current job until none is left.
+    fn claim_parts(&self, f: &(dyn Fn(usize) + Sync), parts: usize) {
+        loop {
+            let part = self.next.fetch_add(1, SeqCst);
+            if part >= parts {
+                return;
+            }
+            f(part);
+        }
+    }
 }
 
 fn worker_loop(p: &'static Pool, id: usize) {
     let mut seen = 0u64;
     loop {
-        // Poll (without the lock) for a while, then sleep until a job comes.
+        // Poll for an open epoch other than the last one served, for a while; then sleep.
+        let fresh = |e: u64| e != seen && e % 2 == 1;
         let spin_until = Instant::now() + SPIN;
-        while p.epoch.load(Ordering::Acquire) == seen && Instant::now() < spin_until {
+        let mut e = p.epoch.load(SeqCst);
+        while !fresh(e) && Instant::now() < spin_until {
             std::hint::spin_loop();
+            e = p.epoch.load(SeqCst);
         }
-        let mut st = lock(p);
-        while st.epoch == seen {
-            st = p.work.wait(st).unwrap_or_else(|e| e.into_inner());
+        if !fresh(e) {
+            let mut g = lock(&p.sleep);
+            p.sleepers.fetch_add(1, SeqCst);
+            loop {
+                e = p.epoch.load(SeqCst);
+                if fresh(e) {
+                    break;
+                }
+                g = p.wake.wait(g).unwrap_or_else(|e| e.into_inner());
+            }
+            p.sleepers.fetch_sub(1, SeqCst);
         }
-        seen = st.epoch;
-        // Claim parts of this job while any is left. The job is read under the lock each time: once
-        // `run` has cleared it (or published another), this worker must not touch it.
-        while let Some(job) = st.job.filter(|j| st.epoch == seen && id < j.threads && st.next < j.parts) {
-            let part = st.next;
-            st.next += 1;
-            st.running += 1;
-            drop(st);
-            // SAFETY: `run` keeps the closure alive until `running` is back to zero, which happens
-            // only after this part is done.
-            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { (*job.f)(part) })).is_ok();
-            st = lock(p);
-            st.panicked |= !ok;
-            st.running -= 1;
-            if st.running == 0 {
-                p.done.notify_all();
+        p.active.fetch_add(1, SeqCst);
+        if p.epoch.load(SeqCst) != e {
+            // Closed (or replaced) meanwhile: this worker must not read the job.
+            leave(p);
+            continue;
+        }
+        seen = e;
+        // SAFETY: the epoch that published this job is open and this worker is active, so `run`
+        // neither rewrites the job nor lets its closure's borrow end (see Pool).
+        let job = unsafe { *p.job.get() };
+        if id < job.threads {
+            // SAFETY: as above.
+            let f = unsafe { &*job.f };
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.claim_parts(f, job.parts))).is_err() {
+                p.panicked.store(true, SeqCst);
             }
         }
+        leave(p);
+    }
+}
+
+/// A worker leaves the epoch it was active in, waking `run` if it was the last one `run` waits for.
+fn leave(p: &Pool) {
+    if p.active.fetch_sub(1, SeqCst) == 1 && p.waiting.load(SeqCst) {
+        drop(lock(&p.sleep));
+        p.done.notify_all();
     }
 }
 
@@ -144,63 +194,51 @@ pub fn run(parts: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
         return;
     }
     let p = pool();
-    let _turn = p.submit.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY (lifetime erasure): workers call the pointer only for parts they claimed while the
-    // job was published; this function unpublishes the job and waits for every claimed part to
-    // finish before `f`'s borrow ends.
+    let mut started = lock(&p.submit);
+    while *started < threads - 1 {
+        *started += 1;
+        let id = *started;
+        std::thread::Builder::new()
+            .name(format!("bp-worker-{id}"))
+            .spawn(move || worker_loop(p, id))
+            .expect("the system could not start a worker thread");
+    }
+    // SAFETY (lifetime erasure): workers call the pointer only while the epoch below is open and
+    // they are active; this function closes the epoch and waits until none is active before `f`'s
+    // borrow ends.
     let fp: *const (dyn Fn(usize) + Sync + '_) = f;
     let fp: *const (dyn Fn(usize) + Sync + 'static) = unsafe { std::mem::transmute(fp) };
-    let job = Job { f: fp, parts, threads };
-    {
-        let mut st = lock(p);
-        while st.workers < threads - 1 {
-            st.workers += 1;
-            let id = st.workers;
-            std::thread::Builder::new()
-                .name(format!("bp-worker-{id}"))
-                .spawn(move || worker_loop(p, id))
-                .expect("the system could not start a worker thread");
-        }
-        st.job = Some(job);
-        st.next = 0;
-        st.running = 0;
-        st.panicked = false;
-        st.epoch += 1;
-        p.epoch.store(st.epoch, Ordering::Release);
-        p.work.notify_all();
+    // SAFETY: the previous job's epoch is closed and no worker is active (its `run` waited), so no
+    // thread reads the slot now; `submit` keeps other callers out.
+    unsafe { *p.job.get() = Job { f: fp, parts, threads } };
+    p.next.store(0, SeqCst);
+    p.panicked.store(false, SeqCst);
+    let epoch = p.epoch.load(SeqCst) + 1;
+    p.epoch.store(epoch, SeqCst);
+    if p.sleepers.load(SeqCst) > 0 {
+        // A sleeper checks the epoch under the lock before it waits: once we hold it, it waits.
+        drop(lock(&p.sleep));
+        p.wake.notify_all();
     }
-    let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
-        let part = {
-            let mut st = lock(p);
-            if st.next >= parts {
-                break;
-            }
-            st.next += 1;
-            st.next - 1
-        };
-        f(part);
-    }));
-    let mut st = lock(p);
-    // After a panic here, stop handing out parts; in any case wait for the parts workers started.
-    st.next = parts;
-    while st.running > 0 {
-        drop(st);
-        // Workers usually finish within microseconds of the caller: poll briefly before sleeping.
-        let until = Instant::now() + SPIN;
-        while Instant::now() < until {
-            std::hint::spin_loop();
-            if p.state.try_lock().map(|s| s.running == 0).unwrap_or(false) {
-                break;
-            }
-        }
-        st = lock(p);
-        if st.running > 0 {
-            st = p.done.wait_while(st, |s| s.running > 0).unwrap_or_else(|e| e.into_inner());
-        }
+    let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.claim_parts(f, parts)));
+    // Every part is claimed (or this thread panicked: stop handing parts out). Close the epoch, then
+    // wait for the workers inside it; they usually finish within microseconds of the caller.
+    p.next.store(parts, SeqCst);
+    p.epoch.store(epoch + 1, SeqCst);
+    let until = Instant::now() + SPIN;
+    while p.active.load(SeqCst) > 0 && Instant::now() < until {
+        std::hint::spin_loop();
     }
-    st.job = None;
-    let worker_panicked = st.panicked;
-    drop(st);
+    if p.active.load(SeqCst) > 0 {
+        let mut g = lock(&p.sleep);
+        p.waiting.store(true, SeqCst);
+        while p.active.load(SeqCst) > 0 {
+            g = p.done.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        p.waiting.store(false, SeqCst);
+    }
+    let worker_panicked = p.panicked.load(SeqCst);
+    drop(started);
     if let Err(e) = mine {
         std::panic::resume_unwind(e);
     }
@@ -285,7 +323,7 @@ pub(crate) fn for_each_piece2<A: Send, B: Send>(a: &mut [A], b: &mut [B], f: &(d
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU64;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     #[test]
     fn every_part_runs_exactly_once_whatever_the_thread_count() {
@@ -295,6 +333,22 @@ mod tests {
                 hits[i].fetch_add(1, Ordering::Relaxed);
             });
             assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "threads = {threads}");
+        }
+    }
+
+    #[test]
+    fn back_to_back_jobs_never_lose_or_repeat_a_part() {
+        // Many short jobs in a row: workers still inside one job (or waking late for it) while the
+        // next is published must neither run a stale closure nor miss a part of the new one.
+        for threads in [2, 3] {
+            for round in 0..3000u64 {
+                let parts = 1 + (round % 5) as usize;
+                let hits: Vec<AtomicU64> = (0..parts).map(|_| AtomicU64::new(0)).collect();
+                run(parts, threads, &|i| {
+                    hits[i].fetch_add(round + 1, Ordering::Relaxed);
+                });
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == round + 1), "threads = {threads}, round = {round}");
+            }
         }
     }
 
