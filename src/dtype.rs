@@ -158,9 +158,10 @@ pub trait Float:
     fn tanh_into(x: &[Self], out: &mut [Self]);
     /// Softmax parts of the rows of an [n, c] matrix (see [`crate::kernels::math::softmax_rows`]).
     fn softmax_rows(x: &[Self], c: usize, e: &mut [Self], maxes: &mut [Self], sums: &mut [Self], lse: &mut [Self]);
-    /// Per-row cross-entropy losses where a vectorised kernel applies (see
-    /// [`crate::kernels::math::cross_entropy_rows_f32`]); false when the caller must loop itself.
-    fn cross_entropy_rows(x: &[Self], c: usize, targets: &[i64], ignore: i64, eps: Self, out: &mut [Self]) -> bool;
+    /// Per-row cross-entropy losses (and, with `unit`, their gradients) where a vectorised kernel
+    /// applies (see [`crate::kernels::math::cross_entropy_rows_f32`]); false when the caller must
+    /// loop itself.
+    fn cross_entropy_rows(x: &[Self], c: usize, targets: &[i64], ignore: i64, eps: Self, out: &mut [Self], unit: Option<&mut [Self]>) -> bool;
     /// The cross-entropy gradient where a vectorised kernel applies (see
     /// [`crate::kernels::math::cross_entropy_grad_rows_f32`]); false when the caller must loop itself.
     fn cross_entropy_grad_rows(x: &[Self], c: usize, targets: &[i64], weights: &[Self], eps: Self, out: &mut [Self]) -> bool;
@@ -220,8 +221,8 @@ macro_rules! impl_float {
             fn softmax_rows(x: &[Self], c: usize, e: &mut [Self], maxes: &mut [Self], sums: &mut [Self], lse: &mut [Self]) {
                 $softmax(x, c, e, maxes, sums, lse)
             }
-            fn cross_entropy_rows(x: &[Self], c: usize, targets: &[i64], ignore: i64, eps: Self, out: &mut [Self]) -> bool {
-                $ce(x, c, targets, ignore, eps, out)
+            fn cross_entropy_rows(x: &[Self], c: usize, targets: &[i64], ignore: i64, eps: Self, out: &mut [Self], unit: Option<&mut [Self]>) -> bool {
+                $ce(x, c, targets, ignore, eps, out, unit)
             }
             fn cross_entropy_grad_rows(x: &[Self], c: usize, targets: &[i64], weights: &[Self], eps: Self, out: &mut [Self]) -> bool {
                 $ce_grad(x, c, targets, weights, eps, out)

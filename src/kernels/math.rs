@@ -203,18 +203,21 @@ pub fn softmax_rows_f32(x: &[f32], c: usize, e: &mut [f32], maxes: &mut [f32], s
 /// Cross-entropy of each row of float32 logits [n, c] against class indices, into `out` (n):
 /// (1 − ε)·(lse − x_t) − ε·(mean_j x_j − lse), and 0 for a row whose target is `ignore` — with AVX-512
 /// and at most 32 classes, sixteen rows at a time (the forward needs no softmax, only each row's
-/// log-sum-exp and its target's logit). Returns false, having done nothing, where that does not
-/// apply; the caller then runs the general loop. Targets must already be checked to lie in 0..c
-/// (or equal `ignore`).
-pub fn cross_entropy_rows_f32(x: &[f32], c: usize, targets: &[i64], ignore: i64, eps: f32, out: &mut [f32]) -> bool {
+/// log-sum-exp and its target's logit). With `unit` (n·c), also the gradient of each row's loss
+/// with respect to its logits, softmax_ij − ε/c − (1 − ε) at the target (zeros for an ignored row),
+/// from the same exponentials: the backward then only scales it. Returns false, having done nothing,
+/// where that does not apply; the caller then runs the general loop. Targets must already be
+/// checked to lie in 0..c (or equal `ignore`).
+pub fn cross_entropy_rows_f32(x: &[f32], c: usize, targets: &[i64], ignore: i64, eps: f32, out: &mut [f32], unit: Option<&mut [f32]>) -> bool {
     let n = out.len();
     assert!(x.len() == n * c && targets.len() == n, "cross_entropy_rows_f32: slice lengths do not match");
+    assert!(unit.as_ref().is_none_or(|u| u.len() == n * c), "cross_entropy_rows_f32: the unit gradient is not n·c long");
     #[cfg(target_arch = "x86_64")]
     {
         if (1..=32).contains(&c) && std::is_x86_feature_detected!("avx512f") {
             debug_assert!(targets.iter().all(|&t| t == ignore || (0..c as i64).contains(&t)));
             // SAFETY: the CPU has AVX-512F (checked just above); lengths checked; targets in range.
-            unsafe { avx512::cross_entropy_rows(x, c, targets, ignore, eps, out) };
+            unsafe { avx512::cross_entropy_rows(x, c, targets, ignore, eps, out, unit) };
             return true;
         }
     }
@@ -247,7 +250,7 @@ pub fn cross_entropy_grad_rows_f64(_x: &[f64], _c: usize, _targets: &[i64], _wei
 }
 
 /// The float64 counterpart of [`cross_entropy_rows_f32`]: always the general loop.
-pub fn cross_entropy_rows_f64(_x: &[f64], _c: usize, _targets: &[i64], _ignore: i64, _eps: f64, _out: &mut [f64]) -> bool {
+pub fn cross_entropy_rows_f64(_x: &[f64], _c: usize, _targets: &[i64], _ignore: i64, _eps: f64, _out: &mut [f64], _unit: Option<&mut [f64]>) -> bool {
     false
 }
 
@@ -457,13 +460,23 @@ mod avx512 {
     /// The CPU has AVX-512F; x holds n·c floats, targets and out n (n = out.len()); every target is
     /// `ignore` or lies in 0..c.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn cross_entropy_rows(x: &[f32], c: usize, targets: &[i64], ignore: i64, eps: f32, out: &mut [f32]) {
+    pub(super) unsafe fn cross_entropy_rows(x: &[f32], c: usize, targets: &[i64], ignore: i64, eps: f32, out: &mut [f32], mut unit: Option<&mut [f32]>) {
+        let (off, keep_t) = (splat(eps / c as f32), splat(1.0 - eps));
         let mut cols = [_mm512_setzero_ps(); 32];
         RowBlock::each(out.len(), c, |b| {
             let (t32, keep) = b.targets(targets, ignore);
             b.columns(x, &mut cols);
             let sum_x = if eps > 0.0 { cols[..c].iter().fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v)) } else { _mm512_setzero_ps() };
             let (m, s) = b.max_and_exp_sum(&mut cols);
+            if let Some(u) = unit.as_deref_mut() {
+                // The arithmetic of cross_entropy_grad_rows with a weight of 1.
+                let inv = _mm512_div_ps(splat(1.0), s);
+                for (j, &ej) in cols[..c].iter().enumerate() {
+                    let q = _mm512_sub_ps(_mm512_mul_ps(ej, inv), off);
+                    let is_t = _mm512_cmpeq_epi32_mask(t32, _mm512_set1_epi32(j as i32));
+                    b.set_column(u, j, _mm512_maskz_mov_ps(keep, _mm512_mask_sub_ps(q, is_t, q, keep_t)));
+                }
+            }
             let lse = _mm512_add_ps(ln(s), m);
             let xt = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), keep, _mm512_add_epi32(b.offsets, t32), x.as_ptr().add(b.i0 * c));
             let mut l = _mm512_mul_ps(splat(1.0 - eps), _mm512_sub_ps(lse, xt));
@@ -749,9 +762,18 @@ mod tests {
                 for eps in [0.0f32, 0.1] {
                     let (x, t) = logits_and_targets(&mut rng, n, c);
                     let mut out = vec![f32::NAN; n];
-                    if !cross_entropy_rows_f32(&x, c, &t, -100, eps, &mut out) {
+                    if !cross_entropy_rows_f32(&x, c, &t, -100, eps, &mut out, None) {
                         return; // no AVX-512 here: the general loop is the only path
                     }
+                    // With the unit gradient: the same losses, and the gradient kernel's values for
+                    // a weight of 1 (0 on ignored rows), bit for bit.
+                    let (mut out_u, mut unit) = (vec![f32::NAN; n], vec![f32::NAN; n * c]);
+                    assert!(cross_entropy_rows_f32(&x, c, &t, -100, eps, &mut out_u, Some(&mut unit)));
+                    assert_eq!(out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), out_u.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+                    let ones: Vec<f32> = t.iter().map(|&ti| if ti == -100 { 0.0 } else { 1.0 }).collect();
+                    let mut grad = vec![f32::NAN; n * c];
+                    assert!(cross_entropy_grad_rows_f32(&x, c, &t, &ones, eps, &mut grad));
+                    assert_eq!(unit.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), grad.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "c={c} n={n} eps={eps}");
                     for i in 0..n {
                         let row: Vec<f64> = x[i * c..(i + 1) * c].iter().map(|&v| v as f64).collect();
                         let want = if t[i] == -100 {

@@ -38,7 +38,9 @@ pub(crate) enum Op {
     Matmul { a: Tensor, b: Tensor, ta: bool, tb: bool },
     Linear { x: Tensor, w: Tensor, b: Option<Tensor> },
     MseLoss { a: Tensor, b: Tensor, reduction: Reduction },
-    CrossEntropy { logits: Tensor, target: Tensor, reduction: Reduction, label_smoothing: f64, ignore_index: i64 },
+    /// `unit`: each row's loss gradient with respect to its logits, computed by the forward from the
+    /// same exponentials (the backward scales it by the upstream gradient).
+    CrossEntropy { logits: Tensor, target: Tensor, reduction: Reduction, label_smoothing: f64, ignore_index: i64, unit: Option<Tensor> },
     CrossEntropyBackward { grad: Tensor, logits: Tensor, target: Tensor, reduction: Reduction, label_smoothing: f64, ignore_index: i64 },
     BceWithLogits { x: Tensor, target: Tensor, reduction: Reduction },
     GeluBackward { grad: Tensor, x: Tensor },
@@ -300,8 +302,8 @@ impl Graph {
             Op::Matmul { a, b, ta, tb } => self.matmul_backward(*a, *b, *ta, *tb, g, needs),
             Op::Linear { x, w, b } => self.linear_backward(*x, *w, *b, g, needs),
             Op::MseLoss { a, b, reduction } => self.mse_backward(*a, *b, *reduction, g, needs),
-            Op::CrossEntropy { logits, target, reduction, label_smoothing, ignore_index } => {
-                let gl = self.cross_entropy_backward(g, *logits, *target, *reduction, *label_smoothing, *ignore_index)?;
+            Op::CrossEntropy { logits, target, reduction, label_smoothing, ignore_index, unit } => {
+                let gl = self.cross_entropy_backward(g, *logits, *target, *reduction, *label_smoothing, *ignore_index, *unit)?;
                 Ok(grads![Some(gl), None])
             }
             Op::BceWithLogits { x, target, reduction } => self.bce_backward(*x, *target, *reduction, g, needs),
