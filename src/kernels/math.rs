@@ -530,7 +530,20 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     pub(super) unsafe fn exp(x: __m512) -> __m512 {
-        let xc = _mm512_min_ps(_mm512_max_ps(x, splat(-87.3)), splat(88.7));
+        let y = exp_not_above(_mm512_min_ps(x, splat(88.7)));
+        let y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, splat(88.7)), y, splat(f32::INFINITY));
+        _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), y, x)
+    }
+
+    /// [`exp`] for arguments of at most 88.7, where it cannot overflow (NaN gives an unspecified
+    /// number): the sigmoid's e^−|x| skips the overflow and NaN blends, a seventh of its work.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn exp_not_above(x: __m512) -> __m512 {
+        let xc = _mm512_max_ps(x, splat(-87.3));
         let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(xc, splat(std::f32::consts::LOG2_E)));
         let r = _mm512_fnmadd_ps(n, splat(0.693_359_4), xc);
         let r = _mm512_fnmadd_ps(n, splat(-2.121_944_4e-4), r);
@@ -540,9 +553,7 @@ mod avx512 {
         }
         let e = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), splat(1.0));
         let y = _mm512_scalef_ps(e, n);
-        let y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, splat(88.7)), y, splat(f32::INFINITY));
-        let y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, splat(-87.3)), y, _mm512_setzero_ps());
-        _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), y, x)
+        _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, splat(-87.3)), y, _mm512_setzero_ps())
     }
 
     /// ln x: x = m·2ᵉ with m in [√½, √2), ln(1 + f) by Cephes' logf polynomial, plus e·ln2 in two
@@ -609,7 +620,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     pub(super) unsafe fn sigmoid(x: __m512) -> __m512 {
-        let e = exp(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
+        let e = exp_not_above(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
         // 1/d for d = 1 + e in (1, 2]: the 14-bit reciprocal estimate and one Newton step, within an
         // ulp of the quotient and about three times cheaper than vdivps, which bounded this loop.
         let d = _mm512_add_ps(splat(1.0), e);
