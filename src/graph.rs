@@ -261,17 +261,31 @@ impl Graph {
 
     // ----- slots --------------------------------------------------------------------------------
 
+    /// The entry of a live handle of this graph. The check is inlined into every op (a step makes
+    /// hundreds of these lookups); building the error for a bad handle is kept out of line.
+    #[inline]
     pub(crate) fn entry(&self, t: Tensor) -> Result<&Entry> {
-        if t.graph != self.id {
-            if t.graph == 0 {
-                bail!(InvalidHandle, "the tensor handle is null or was never initialised");
+        if t.graph == self.id {
+            if let Some(Slot { generation, entry: Some(e) }) = self.slots.get(t.index as usize) {
+                if *generation == t.generation {
+                    return Ok(e);
+                }
             }
-            bail!(InvalidHandle, "the tensor belongs to graph {}, not to graph {}", t.graph, self.id);
         }
-        match self.slots.get(t.index as usize) {
-            Some(Slot { generation, entry: Some(e) }) if *generation == t.generation => Ok(e),
-            Some(_) => bail!(InvalidHandle, "the tensor handle is stale: its tensor was freed or reset"),
-            None => bail!(InvalidHandle, "the tensor handle is forged: slot {} does not exist", t.index),
+        Err(self.bad_handle(t))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bad_handle(&self, t: Tensor) -> crate::Error {
+        if t.graph == 0 {
+            err!(InvalidHandle, "the tensor handle is null or was never initialised")
+        } else if t.graph != self.id {
+            err!(InvalidHandle, "the tensor belongs to graph {}, not to graph {}", t.graph, self.id)
+        } else if (t.index as usize) < self.slots.len() {
+            err!(InvalidHandle, "the tensor handle is stale: its tensor was freed or reset")
+        } else {
+            err!(InvalidHandle, "the tensor handle is forged: slot {} does not exist", t.index)
         }
     }
 
