@@ -6,7 +6,7 @@
 //! count: a kernel splits its output into parts that are each computed by one thread in a fixed order.
 //!
 //! Workers are started on first need and kept. Handing them a job takes no lock and allocates
-//! nothing (see [`Pool`]), so a steady training loop stays allocation-free with threads too, and a
+//! nothing (see `Pool`), so a steady training loop stays allocation-free with threads too, and a
 //! job of a few microseconds still runs on both cores. After a job a worker spins briefly before
 //! sleeping, because training steps issue kernels back to back. The parts of a job are claimed, not
 //! assigned: the caller and the workers each take the next unclaimed part until none is left, and
