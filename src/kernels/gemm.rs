@@ -523,17 +523,26 @@ mod x86 {
             // A partial last tile (always packed) computes only the rows it has, rounded up to 4:
             // a 12-row tile for the last 8 of 128 rows wasted 3 % of the product's arithmetic.
             let rows = if packed && fill.is_none() { mr.div_ceil(4) * 4 } else { Self::MR };
+            // One instantiation per (vectors, packed, filling, rows).
+            macro_rules! kernel {
+                ($nv:literal, true, $fill:literal, $rows:literal) => {
+                    tile_avx512::<$nv, true, $fill, $rows>(kc, a, 1, Self::MR as isize, b, src, rs, c, rsc, csc, mr, nr, alpha, beta)
+                };
+                ($nv:literal, false, $fill:literal, $rows:literal) => {
+                    tile_avx512::<$nv, false, $fill, $rows>(kc, a, ars, acs, b, src, rs, c, rsc, csc, mr, nr, alpha, beta)
+                };
+            }
             match (narrow, packed, fill.is_some(), rows) {
-                (true, true, _, 4) => tile_avx512::<1, true, false, 4>(kc, a, 1, Self::MR as isize, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
-                (true, true, _, 8) => tile_avx512::<1, true, false, 8>(kc, a, 1, Self::MR as isize, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
-                (true, true, _, _) => tile_avx512::<1, true, false, 12>(kc, a, 1, Self::MR as isize, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
-                (true, false, _, _) => tile_avx512::<1, false, false, 12>(kc, a, ars, acs, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
-                (false, true, false, 4) => tile_avx512::<2, true, false, 4>(kc, a, 1, Self::MR as isize, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
-                (false, true, false, 8) => tile_avx512::<2, true, false, 8>(kc, a, 1, Self::MR as isize, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
-                (false, true, false, _) => tile_avx512::<2, true, false, 12>(kc, a, 1, Self::MR as isize, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
-                (false, false, false, _) => tile_avx512::<2, false, false, 12>(kc, a, ars, acs, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
-                (false, true, true, _) => tile_avx512::<2, true, true, 12>(kc, a, 1, Self::MR as isize, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
-                (false, false, true, _) => tile_avx512::<2, false, true, 12>(kc, a, ars, acs, b, src, rs, c, rsc, csc, mr, nr, alpha, beta),
+                (true, true, _, 4) => kernel!(1, true, false, 4),
+                (true, true, _, 8) => kernel!(1, true, false, 8),
+                (true, true, _, _) => kernel!(1, true, false, 12),
+                (true, false, _, _) => kernel!(1, false, false, 12),
+                (false, true, false, 4) => kernel!(2, true, false, 4),
+                (false, true, false, 8) => kernel!(2, true, false, 8),
+                (false, true, false, _) => kernel!(2, true, false, 12),
+                (false, false, false, _) => kernel!(2, false, false, 12),
+                (false, true, true, _) => kernel!(2, true, true, 12),
+                (false, false, true, _) => kernel!(2, false, true, 12),
             }
         }
     }
