@@ -162,9 +162,6 @@ pub trait Float:
     /// applies (see [`crate::kernels::math::cross_entropy_rows_f32`]); false when the caller must
     /// loop itself.
     fn cross_entropy_rows(x: &[Self], c: usize, targets: &[i64], ignore: i64, eps: Self, out: &mut [Self], unit: Option<&mut [Self]>) -> bool;
-    /// The cross-entropy gradient where a vectorised kernel applies (see
-    /// [`crate::kernels::math::cross_entropy_grad_rows_f32`]); false when the caller must loop itself.
-    fn cross_entropy_grad_rows(x: &[Self], c: usize, targets: &[i64], weights: &[Self], eps: Self, out: &mut [Self]) -> bool;
     #[doc(hidden)]
     fn slice(b: &Buf) -> Option<&[Self]>;
     #[doc(hidden)]
@@ -185,7 +182,7 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ty, $variant:ident, $gemm:path, $erf:path, $exp:path, $ln:path, $sigmoid:path, $tanh:path, $softmax:path, $ce:path, $ce_grad:path) => {
+    ($t:ty, $variant:ident, $gemm:path, $erf:path, $exp:path, $ln:path, $sigmoid:path, $tanh:path, $softmax:path, $ce:path) => {
         impl Float for $t {
             const DTYPE: DType = DType::$variant;
             const ZERO: Self = 0.0;
@@ -224,9 +221,6 @@ macro_rules! impl_float {
             fn cross_entropy_rows(x: &[Self], c: usize, targets: &[i64], ignore: i64, eps: Self, out: &mut [Self], unit: Option<&mut [Self]>) -> bool {
                 $ce(x, c, targets, ignore, eps, out, unit)
             }
-            fn cross_entropy_grad_rows(x: &[Self], c: usize, targets: &[i64], weights: &[Self], eps: Self, out: &mut [Self]) -> bool {
-                $ce_grad(x, c, targets, weights, eps, out)
-            }
             fn slice(b: &Buf) -> Option<&[Self]> { if let Buf::$variant(v) = b { Some(v) } else { None } }
             fn slice_mut(b: &mut Buf) -> Option<&mut Vec<Self>> { if let Buf::$variant(v) = b { Some(v) } else { None } }
             fn wrap(v: Vec<Self>) -> Buf { Buf::$variant(v) }
@@ -245,9 +239,7 @@ macro_rules! impl_float {
 
 impl_float!(f32, F32, crate::kernels::gemm::sgemm, crate::kernels::math::erf_f32,
     crate::kernels::math::exp_f32_in_place, crate::kernels::math::ln_f32_in_place, crate::kernels::math::sigmoid_f32, crate::kernels::math::tanh_f32,
-    crate::kernels::math::softmax_rows_f32, crate::kernels::math::cross_entropy_rows_f32,
-    crate::kernels::math::cross_entropy_grad_rows_f32);
+    crate::kernels::math::softmax_rows_f32, crate::kernels::math::cross_entropy_rows_f32);
 impl_float!(f64, F64, crate::kernels::gemm::dgemm, crate::kernels::math::erf_f64,
     crate::kernels::math::exp_f64_in_place, crate::kernels::math::ln_f64_in_place, crate::kernels::math::sigmoid_f64, crate::kernels::math::tanh_f64,
-    crate::kernels::math::softmax_rows::<f64>, crate::kernels::math::cross_entropy_rows_f64,
-    crate::kernels::math::cross_entropy_grad_rows_f64);
+    crate::kernels::math::softmax_rows::<f64>, crate::kernels::math::cross_entropy_rows_f64);

@@ -224,31 +224,6 @@ pub fn cross_entropy_rows_f32(x: &[f32], c: usize, targets: &[i64], ignore: i64,
     false
 }
 
-/// The gradient of cross-entropy with respect to float32 logits [n, c], into `out` (n·c):
-/// w_i·(softmax_ij − ε/c) − w_i·(1 − ε) at the target, and a row of zeros where w_i = 0 (an ignored
-/// target) — with AVX-512 and at most 32 classes, sixteen rows at a time. Returns false, having done
-/// nothing, where that does not apply. Targets must lie in 0..c wherever w_i ≠ 0.
-pub fn cross_entropy_grad_rows_f32(x: &[f32], c: usize, targets: &[i64], weights: &[f32], eps: f32, out: &mut [f32]) -> bool {
-    let n = weights.len();
-    assert!(x.len() == n * c && out.len() == n * c && targets.len() == n, "cross_entropy_grad_rows_f32: slice lengths do not match");
-    #[cfg(target_arch = "x86_64")]
-    {
-        if (1..=32).contains(&c) && std::is_x86_feature_detected!("avx512f") {
-            debug_assert!(targets.iter().zip(weights).all(|(&t, &w)| w == 0.0 || (0..c as i64).contains(&t)));
-            // SAFETY: the CPU has AVX-512F (checked just above); lengths checked; targets in range
-            // wherever they are read (rows of weight 0 read none).
-            unsafe { avx512::cross_entropy_grad_rows(x, c, targets, weights, eps, out) };
-            return true;
-        }
-    }
-    false
-}
-
-/// The float64 counterpart of [`cross_entropy_grad_rows_f32`]: always the general loop.
-pub fn cross_entropy_grad_rows_f64(_x: &[f64], _c: usize, _targets: &[i64], _weights: &[f64], _eps: f64, _out: &mut [f64]) -> bool {
-    false
-}
-
 /// The float64 counterpart of [`cross_entropy_rows_f32`]: always the general loop.
 pub fn cross_entropy_rows_f64(_x: &[f64], _c: usize, _targets: &[i64], _ignore: i64, _eps: f64, _out: &mut [f64], _unit: Option<&mut [f64]>) -> bool {
     false
@@ -469,7 +444,6 @@ mod avx512 {
             let sum_x = if eps > 0.0 { cols[..c].iter().fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v)) } else { _mm512_setzero_ps() };
             let (m, s) = b.max_and_exp_sum(&mut cols);
             if let Some(u) = unit.as_deref_mut() {
-                // The arithmetic of cross_entropy_grad_rows with a weight of 1.
                 let inv = _mm512_div_ps(splat(1.0), s);
                 for (j, &ej) in cols[..c].iter().enumerate() {
                     let q = _mm512_sub_ps(_mm512_mul_ps(ej, inv), off);
@@ -485,35 +459,6 @@ mod avx512 {
                 l = _mm512_fnmadd_ps(splat(eps), mean_logp, l);
             }
             b.store(out, _mm512_maskz_mov_ps(keep, l));
-        });
-    }
-
-    /// The cross-entropy gradient, sixteen rows at a time (c ≤ 32).
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F; x and out hold n·c floats, targets and weights n (n = weights.len());
-    /// every target of a row with a nonzero weight lies in 0..c.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn cross_entropy_grad_rows(x: &[f32], c: usize, targets: &[i64], weights: &[f32], eps: f32, out: &mut [f32]) {
-        let (off, keep_t) = (splat(eps / c as f32), splat(1.0 - eps));
-        let mut cols = [_mm512_setzero_ps(); 32];
-        RowBlock::each(weights.len(), c, |b| {
-            let w = _mm512_maskz_loadu_ps(b.mask, weights.as_ptr().add(b.i0));
-            let live_w = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(b.mask, w, _mm512_setzero_ps());
-            // Rows of weight 0 are written as zeros whatever their target, so `ignore` can be any
-            // value here.
-            let (t32, _) = b.targets(targets, i64::MIN);
-            b.columns(x, &mut cols);
-            let (_, s) = b.max_and_exp_sum(&mut cols);
-            let inv = _mm512_div_ps(splat(1.0), s);
-            let at_target = _mm512_mul_ps(keep_t, w);
-            for (j, &ej) in cols[..c].iter().enumerate() {
-                let p = _mm512_mul_ps(ej, inv);
-                let mut o = _mm512_mul_ps(_mm512_sub_ps(p, off), w);
-                let is_t = _mm512_cmpeq_epi32_mask(t32, _mm512_set1_epi32(j as i32));
-                o = _mm512_mask_sub_ps(o, is_t, o, at_target);
-                b.set_column(out, j, _mm512_maskz_mov_ps(live_w, o));
-            }
         });
     }
 
@@ -776,15 +721,10 @@ mod tests {
                     if !cross_entropy_rows_f32(&x, c, &t, -100, eps, &mut out, None) {
                         return; // no AVX-512 here: the general loop is the only path
                     }
-                    // With the unit gradient: the same losses, and the gradient kernel's values for
-                    // a weight of 1 (0 on ignored rows), bit for bit.
+                    // With the unit gradient: the same losses, bit for bit.
                     let (mut out_u, mut unit) = (vec![f32::NAN; n], vec![f32::NAN; n * c]);
                     assert!(cross_entropy_rows_f32(&x, c, &t, -100, eps, &mut out_u, Some(&mut unit)));
                     assert_eq!(out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), out_u.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
-                    let ones: Vec<f32> = t.iter().map(|&ti| if ti == -100 { 0.0 } else { 1.0 }).collect();
-                    let mut grad = vec![f32::NAN; n * c];
-                    assert!(cross_entropy_grad_rows_f32(&x, c, &t, &ones, eps, &mut grad));
-                    assert_eq!(unit.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), grad.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "c={c} n={n} eps={eps}");
                     for i in 0..n {
                         let row: Vec<f64> = x[i * c..(i + 1) * c].iter().map(|&v| v as f64).collect();
                         let want = if t[i] == -100 {
@@ -810,10 +750,12 @@ mod tests {
                 for eps in [0.0f32, 0.1] {
                     let (x, t) = logits_and_targets(&mut rng, n, c);
                     let w: Vec<f32> = (0..n).map(|i| if t[i] == -100 { 0.0 } else { 0.25 + (i % 3) as f32 }).collect();
-                    let mut out = vec![f32::NAN; n * c];
-                    if !cross_entropy_grad_rows_f32(&x, c, &t, &w, eps, &mut out) {
+                    // The forward's unit gradient, scaled by each row's weight as the backward does.
+                    let (mut rows, mut unit) = (vec![f32::NAN; n], vec![f32::NAN; n * c]);
+                    if !cross_entropy_rows_f32(&x, c, &t, -100, eps, &mut rows, Some(&mut unit)) {
                         return; // no AVX-512 here: the general loop is the only path
                     }
+                    let out: Vec<f32> = (0..n * c).map(|f| unit[f] * w[f / c]).collect();
                     for i in 0..n {
                         let row: Vec<f64> = x[i * c..(i + 1) * c].iter().map(|&v| v as f64).collect();
                         let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);

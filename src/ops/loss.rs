@@ -221,7 +221,7 @@ impl Graph {
                     out
                 }
             };
-            let unit = unit.map(|u| self.insert(sl.clone(), T::wrap(u), None, false));
+            let unit = unit.map(|u| self.insert(sl, T::wrap(u), None, false));
             self.record(
                 Op::CrossEntropy { logits, target, reduction: opt.reduction, label_smoothing: eps, ignore_index: opt.ignore_index, unit },
                 out_shape,
@@ -231,15 +231,15 @@ impl Graph {
     }
 
     /// d cross_entropy / d logits = w_i · (softmax − (1−ε)·onehot − ε/C), recorded as its own op:
-    /// w_i times the forward's `unit` gradient where it kept one.
+    /// each row's weight w_i times the `unit` gradient its forward kept.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn cross_entropy_backward(&mut self, g: Tensor, logits: Tensor, target: Tensor, reduction: Reduction, eps: f64, ignore_index: i64, unit: Option<Tensor>) -> Result<Tensor> {
+    pub(crate) fn cross_entropy_backward(&mut self, g: Tensor, logits: Tensor, target: Tensor, reduction: Reduction, eps: f64, ignore_index: i64, unit: Tensor) -> Result<Tensor> {
         let sl = self.shape(logits)?;
         let (n, c) = (sl.dim(0), sl.dim(1));
         float_dispatch!(self.dtype(logits)?, T => {
             let mut out = self.alloc::<T>(n * c)?;
-            let mut stats = self.alloc::<T>(4 * n)?;
-            let (x, tv, gv) = (self.data::<T>(logits)?, self.data_i64(target)?, self.data::<T>(g)?);
+            let mut ws = self.alloc::<T>(n)?;
+            let (tv, gv, q) = (self.data_i64(target)?, self.data::<T>(g)?, self.data::<T>(unit)?);
             let count = tv.iter().filter(|&&t| t != ignore_index).count();
             // Each row's weight: the upstream gradient's share, 0 for an ignored target.
             let shared = match reduction {
@@ -247,7 +247,6 @@ impl Graph {
                 Reduction::Sum => gv[0].to_f64(),
                 Reduction::Mean => gv[0].to_f64() / count as f64,
             };
-            let (ws, rest) = stats.split_at_mut(n);
             let shared = T::from_f64(shared);
             for ((w, &t), i) in ws.iter_mut().zip(tv).zip(0..) {
                 *w = if t == ignore_index {
@@ -258,42 +257,15 @@ impl Graph {
                     shared
                 };
             }
-            if let Some(u) = unit {
-                let q = self.data::<T>(u)?;
-                if reduction == Reduction::None || !shared.is_finite() {
-                    // Row by row, so that an ignored row (weight 0, zeros in q) stays zeros whatever g is.
-                    for ((o, q), &w) in out.chunks_exact_mut(c).zip(q.chunks_exact(c)).zip(ws.iter()) {
-                        o.iter_mut().zip(q).for_each(|(o, &q)| *o = q * w);
-                    }
-                } else {
-                    out.iter_mut().zip(q).for_each(|(o, &q)| *o = q * shared);
+            if reduction == Reduction::None || !shared.is_finite() {
+                // Row by row, so that an ignored row (weight 0, zeros in q) stays zeros whatever g is.
+                for ((o, q), &w) in out.chunks_exact_mut(c).zip(q.chunks_exact(c)).zip(ws.iter()) {
+                    o.iter_mut().zip(q).for_each(|(o, &q)| *o = q * w);
                 }
-            } else if !T::cross_entropy_grad_rows(x, c, tv, ws, T::from_f64(eps), &mut out) {
-                let (maxes, rest) = rest.split_at_mut(n);
-                let (sums, lse) = rest.split_at_mut(n);
-                T::softmax_rows(x, c, &mut out, maxes, sums, lse);
-                let off = T::from_f64(eps / c as f64);
-                // Every element scaled column by column (independent rows, no per-row loop over a
-                // handful of classes); out holds e^(x − max), softmax = out / Σ.
-                for s in sums.iter_mut() {
-                    *s = T::ONE / *s;
-                }
-                for j in 0..c {
-                    for ((o, &inv), &wt) in out[j..].iter_mut().step_by(c).zip(sums.iter()).zip(ws.iter()) {
-                        *o = (*o * inv - off) * wt;
-                    }
-                }
-                for (i, &w) in ws.iter().enumerate() {
-                    let o = &mut out[i * c..(i + 1) * c];
-                    if w == T::ZERO {
-                        o.iter_mut().for_each(|v| *v = T::ZERO);
-                    } else {
-                        let t = tv[i] as usize;
-                        o[t] = o[t] - T::from_f64(1.0 - eps) * w;
-                    }
-                }
+            } else {
+                out.iter_mut().zip(q).for_each(|(o, &q)| *o = q * shared);
             }
-            self.release_scratch(T::wrap(stats));
+            self.release_scratch(T::wrap(ws));
             self.record(
                 Op::CrossEntropyBackward { grad: g, logits, target, reduction, label_smoothing: eps, ignore_index },
                 sl,

@@ -10,7 +10,7 @@ pub(crate) mod loss;
 pub(crate) mod reduce;
 pub(crate) mod shape_ops;
 
-use crate::error::{bail, Result};
+use crate::error::{bail, err, Result};
 use crate::graph::{Graph, Node, Tensor};
 
 pub use elementwise::{Binary, Unary};
@@ -303,7 +303,10 @@ impl Graph {
             Op::Linear { x, w, b } => self.linear_backward(*x, *w, *b, g, needs),
             Op::MseLoss { a, b, reduction } => self.mse_backward(*a, *b, *reduction, g, needs),
             Op::CrossEntropy { logits, target, reduction, label_smoothing, ignore_index, unit } => {
-                let gl = self.cross_entropy_backward(g, *logits, *target, *reduction, *label_smoothing, *ignore_index, *unit)?;
+                // A recorded cross_entropy always kept its gradient (it records only when the
+                // logits require grad).
+                let unit = unit.ok_or_else(|| err!(Autograd, "cross_entropy: the forward kept no gradient to scale"))?;
+                let gl = self.cross_entropy_backward(g, *logits, *target, *reduction, *label_smoothing, *ignore_index, unit)?;
                 Ok(grads![Some(gl), None])
             }
             Op::BceWithLogits { x, target, reduction } => self.bce_backward(*x, *target, *reduction, g, needs),
