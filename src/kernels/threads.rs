@@ -16,6 +16,7 @@
 //! (the caller no longer waits a scheduler time slice for a worker to start; one thread alone does
 //! 160 and 150).
 
+use super::simd::vectorised;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
@@ -280,18 +281,19 @@ impl<T> SharedMut<T> {
 /// Calls `f(lo, &mut out[lo..hi])` over consecutive pieces of `out` that cover it, on several
 /// threads when `out` is long (at least [`PARALLEL_MIN_ELEMS`]) — for memory-bound elementwise
 /// passes whose inputs the closure slices with the same range. Each element is computed by exactly
-/// one call, so the results do not depend on the thread count.
-pub(crate) fn for_each_piece<A: Send>(out: &mut [A], f: &(dyn Fn(usize, &mut [A]) + Sync)) {
+/// one call, so the results do not depend on the thread count. `f` runs inlined into code compiled
+/// for the CPU's vector unit ([`super::simd::vectorised`]), so its plain loops vectorise.
+pub(crate) fn for_each_piece<A: Send, F: Fn(usize, &mut [A]) + Sync>(out: &mut [A], f: &F) {
     for_each_piece_of(out, out.len(), f)
 }
 
 /// [`for_each_piece`] for a pass whose total work is `work` elements rather than `out.len()` (a
 /// reduction that reads many elements per output).
-pub(crate) fn for_each_piece_of<A: Send>(out: &mut [A], work: usize, f: &(dyn Fn(usize, &mut [A]) + Sync)) {
+pub(crate) fn for_each_piece_of<A: Send, F: Fn(usize, &mut [A]) + Sync>(out: &mut [A], work: usize, f: &F) {
     let (parts, start) = elementwise_parts(out.len(), work);
     if parts <= 1 {
         let _flush = (work >= super::denormals::FLUSH_MIN_ELEMENTS).then(super::denormals::FlushGuard::new);
-        return f(0, out);
+        return vectorised(|| f(0, out));
     }
     let shared = SharedMut(out.as_mut_ptr(), out.len());
     run(parts, parts, &|p| {
@@ -299,24 +301,24 @@ pub(crate) fn for_each_piece_of<A: Send>(out: &mut [A], work: usize, f: &(dyn Fn
         let _flush = super::denormals::FlushGuard::new();
         // SAFETY: the ranges of different parts are disjoint and inside `out`, which is borrowed
         // mutably until `run` returns.
-        f(lo, unsafe { shared.piece(lo, hi) })
+        vectorised(|| f(lo, unsafe { shared.piece(lo, hi) }))
     });
 }
 
 /// [`for_each_piece`] over two outputs of the same length, cut at the same places.
-pub(crate) fn for_each_piece2<A: Send, B: Send>(a: &mut [A], b: &mut [B], f: &(dyn Fn(usize, &mut [A], &mut [B]) + Sync)) {
+pub(crate) fn for_each_piece2<A: Send, B: Send, F: Fn(usize, &mut [A], &mut [B]) + Sync>(a: &mut [A], b: &mut [B], f: &F) {
     assert_eq!(a.len(), b.len(), "for_each_piece2: the outputs differ in length");
     let (parts, start) = elementwise_parts(a.len(), a.len());
     if parts <= 1 {
         let _flush = (a.len() >= super::denormals::FLUSH_MIN_ELEMENTS).then(super::denormals::FlushGuard::new);
-        return f(0, a, b);
+        return vectorised(|| f(0, a, b));
     }
     let (sa, sb) = (SharedMut(a.as_mut_ptr(), a.len()), SharedMut(b.as_mut_ptr(), b.len()));
     run(parts, parts, &|p| {
         let _flush = super::denormals::FlushGuard::new();
         let (lo, hi) = (start(p), start(p + 1));
         // SAFETY: as in for_each_piece, for each of the two slices.
-        f(lo, unsafe { sa.piece(lo, hi) }, unsafe { sb.piece(lo, hi) })
+        vectorised(|| f(lo, unsafe { sa.piece(lo, hi) }, unsafe { sb.piece(lo, hi) }))
     });
 }
 

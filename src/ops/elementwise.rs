@@ -126,12 +126,10 @@ fn map_into<T: Float>(x: &[T], out: &mut [T], u: Unary) {
     // Long tensors are mapped in pieces on the library's threads (same function per element).
     macro_rules! map {
         (|$v:ident| $e:expr) => {
-            crate::kernels::threads::for_each_piece(out, &|lo, out| {
-                vectorised(|| {
-                    for (o, &$v) in out.iter_mut().zip(&x[lo..]) {
-                        *o = $e;
-                    }
-                })
+            crate::kernels::threads::for_each_piece(out, &|lo, out: &mut [T]| {
+                for (o, &$v) in out.iter_mut().zip(&x[lo..]) {
+                    *o = $e;
+                }
             })
         };
     }
@@ -312,12 +310,10 @@ impl Graph {
         // `&dyn Fn`, so that each loop is compiled (and vectorised) for its own function.
         macro_rules! each {
             (|$y:ident, $gv:ident| $e:expr) => {
-                crate::kernels::threads::for_each_piece(&mut d, &|lo, d| {
-                    vectorised(|| {
-                        for ((o, &$y), &$gv) in d.iter_mut().zip(&ys[lo..]).zip(&gs[lo..]) {
-                            *o = $e;
-                        }
-                    })
+                crate::kernels::threads::for_each_piece(&mut d, &|lo, d: &mut [T]| {
+                    for ((o, &$y), &$gv) in d.iter_mut().zip(&ys[lo..]).zip(&gs[lo..]) {
+                        *o = $e;
+                    }
                 })
             };
         }

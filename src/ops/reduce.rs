@@ -65,14 +65,12 @@ pub(crate) fn sum_into<T: Float>(x: &[T], shape: &Shape, mask: u8, out: &mut [T]
         if d <= 16 {
             return sum_narrow_rows(x, out);
         }
-        crate::kernels::threads::for_each_piece_of(out, x.len(), &|lo, out| {
-            crate::kernels::simd::vectorised(|| {
-                for row in x.chunks_exact(d) {
-                    for (o, &v) in out.iter_mut().zip(&row[lo..]) {
-                        *o += v;
-                    }
+        crate::kernels::threads::for_each_piece_of(out, x.len(), &|lo, out: &mut [T]| {
+            for row in x.chunks_exact(d) {
+                for (o, &v) in out.iter_mut().zip(&row[lo..]) {
+                    *o += v;
                 }
-            })
+            }
         });
     } else {
         let st = reduced_strides(shape, mask);

@@ -65,20 +65,18 @@ impl Optimizer for Sgd {
                 // the loops vectorise: the indexed form was a third of an MLP training step (W2).
                 // The arithmetic per element is unchanged. Large parameters are updated in pieces on
                 // the library's threads (the pass is memory-bound; 8.4 M parameters in W3).
-                use crate::kernels::{simd::vectorised, threads::{for_each_piece, for_each_piece2}};
+                use crate::kernels::threads::{for_each_piece, for_each_piece2};
                 match buffers.first_mut() {
-                    None if wd == 0.0 => for_each_piece(w, &|lo, w| vectorised(|| w.iter_mut().zip(&grad[lo..]).for_each(|(w, &d)| *w += neg_lr * d))),
-                    None => for_each_piece(w, &|lo, w| vectorised(|| w.iter_mut().zip(&grad[lo..]).for_each(|(w, &d)| *w += neg_lr * (d + wd * *w)))),
+                    None if wd == 0.0 => for_each_piece(w, &|lo, w: &mut [f32]| w.iter_mut().zip(&grad[lo..]).for_each(|(w, &d)| *w += neg_lr * d)),
+                    None => for_each_piece(w, &|lo, w: &mut [f32]| w.iter_mut().zip(&grad[lo..]).for_each(|(w, &d)| *w += neg_lr * (d + wd * *w))),
                     Some(buf) => {
                         let nesterov = c.nesterov;
-                        for_each_piece2(w, buf, &|lo, w, buf| {
-                            vectorised(|| {
-                                for ((w, &g0), b) in w.iter_mut().zip(&grad[lo..]).zip(buf.iter_mut()) {
-                                    let d = if wd != 0.0 { g0 + wd * *w } else { g0 };
-                                    *b = if first { d } else { *b * mom + damp * d };
-                                    *w += neg_lr * if nesterov { d + mom * *b } else { *b };
-                                }
-                            })
+                        for_each_piece2(w, buf, &|lo, w: &mut [f32], buf: &mut [f32]| {
+                            for ((w, &g0), b) in w.iter_mut().zip(&grad[lo..]).zip(buf.iter_mut()) {
+                                let d = if wd != 0.0 { g0 + wd * *w } else { g0 };
+                                *b = if first { d } else { *b * mom + damp * d };
+                                *w += neg_lr * if nesterov { d + mom * *b } else { *b };
+                            }
                         })
                     }
                 }
