@@ -17,7 +17,7 @@ use std::cell::RefCell;
 /// Which implementation computes a float32 product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SgemmPath {
-    /// Our kernel with the AVX-512F microkernel.
+    /// Our kernel with the AVX-512 microkernel (AVX-512F and VL, with AVX2 and FMA for packing).
     Avx512,
     /// Our kernel with the AVX2 + FMA microkernel.
     Avx2,
@@ -30,7 +30,7 @@ impl SgemmPath {
     pub fn available(self) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
-            SgemmPath::Avx512 => std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
+            SgemmPath::Avx512 => std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl") && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
             #[cfg(target_arch = "x86_64")]
             SgemmPath::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
             #[cfg(not(target_arch = "x86_64"))]
@@ -159,7 +159,7 @@ pub fn sgemm_on(
         SgemmPath::Avx512 => {
             // Small products first (no packing); the rest on the blocked kernel.
             // SAFETY: the views were checked above, C is borrowed mutably (no overlap), m, n, k > 0,
-            // and the path's availability (AVX-512F) was asserted.
+            // and the path's availability (AVX-512F and VL) was asserted.
             if !unsafe { super::gemm_small::sgemm(m, k, n, alpha, v, beta) } {
                 parallel::<x86::Avx512>(threads, m, k, n, alpha, v, beta)
             }
