@@ -126,9 +126,11 @@ fn every_path_matches_the_reference_across_cache_blocks_and_threads() {
     // The seed network's products (the small path on AVX-512): k past one block, narrow outputs.
     // (20, 1030, 1030) has a B of more than 2^20 floats, which the AVX-512 path packs in a separate
     // pass instead of in its first tiles.
+    // Tiles of fewer than eight accumulators sum k blocks in pairs: 700 is three blocks (a pair and
+    // one), 257 two of unequal depth (129 and 128).
     // Row counts leave partial last tiles of every kind: 150 = 96 + 4·12 + 6 and 200 = 16·12 + 8 (an 8-row
     // tile), 100 = 96 + 4 (a 4-row tile), 129 = 10·12 + 9 (a 12-row tile).
-    let shapes = [(300, 520, 70), (150, 300, 130), (100, 300, 200), (129, 785, 513), (10, 128, 512), (512, 128, 784), (200, 90, 2100), (20, 1030, 1030), (13, 500, 20), (500, 20, 13), (3, 500, 8), (500, 8, 3), (40, 700, 40)];
+    let shapes = [(300, 520, 70), (150, 300, 130), (100, 300, 200), (129, 785, 513), (10, 128, 512), (512, 128, 784), (200, 90, 2100), (20, 1030, 1030), (13, 500, 20), (500, 20, 13), (3, 500, 8), (500, 8, 3), (40, 700, 40), (3, 700, 8), (5, 257, 3)];
     for &(m, k, n) in &shapes {
         for (ta, tb) in [(false, false), (true, false), (false, true)] {
             check(Case { m, k, n, ta, tb, tc: false, alpha: 1.0, beta: if ta { 1.0 } else { 0.0 } }, &mut rng);
