@@ -139,7 +139,7 @@ struct Report {
 
 impl Report {
     fn wants(&self, name: &str) -> bool {
-        self.only.as_ref().map_or(true, |o| o.iter().any(|p| name.starts_with(p.as_str())))
+        self.only.as_ref().is_none_or(|o| o.iter().any(|p| name.starts_with(p.as_str())))
     }
     fn add(&mut self, name: &str, r: &Stats, flops: Option<f64>, extra: &[(&str, f64)]) {
         let gf = flops.map(|f| f / (r.median_us * 1e-6) / 1e9);

@@ -324,8 +324,8 @@ impl Graph {
         }
 
         // What reached the leaves.
-        for idx in 0..pending.len() {
-            let Some(g) = pending[idx].take() else { continue };
+        for (idx, slot) in pending.iter_mut().enumerate() {
+            let Some(g) = slot.take() else { continue };
             let Some(t) = self.handle_at(idx) else { continue };
             self.deliver(sink, t, g, create_graph)?;
         }
@@ -347,7 +347,7 @@ impl Graph {
             Sink::Accumulate => {
                 let e = self.entry(t)?;
                 let is_leaf = e.node.is_none();
-                if !(is_leaf && e.requires_grad) && !e.retains_grad {
+                if !(e.retains_grad || is_leaf && e.requires_grad) {
                     return Ok(());
                 }
                 let persistent = e.persistent;

@@ -124,7 +124,7 @@ impl Generator {
             normal_fill_16(&mut out[i..i + 16], mean, std);
             i += 16;
         }
-        if n % 16 != 0 {
+        if !n.is_multiple_of(16) {
             let tail = &mut out[n - 16..];
             for v in tail.iter_mut() {
                 *v = self.uniform_f32(0.0, 1.0);

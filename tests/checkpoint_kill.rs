@@ -88,7 +88,7 @@ fn a_writer_killed_mid_save_never_damages_the_previous_checkpoint() {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let want = 1 + r.next_u32() as u64 % 4;
         let mut last = None;
-        while last.map_or(true, |l| l < start + want - 1) {
+        while last.is_none_or(|l| l < start + want - 1) {
             let line = lines.next().expect("the writer died on its own").unwrap();
             if let Some(v) = line.strip_prefix("saved ") {
                 last = Some(v.trim().parse::<u64>().unwrap());

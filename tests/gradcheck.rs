@@ -226,7 +226,7 @@ fn setup(c: &Case, rng: &mut Generator) -> Setup {
                 let v: Vec<f64> = (0..n)
                     .map(|_| {
                         let m = rng.uniform_f64(*lo, *hi);
-                        if *signed && rng.next_u32() % 2 == 0 { -m } else { m }
+                        if *signed && rng.next_u32().is_multiple_of(2) { -m } else { m }
                     })
                     .collect();
                 let t = g.from_slice(&v, dims).unwrap();

@@ -101,8 +101,8 @@ fn every_exported_function_is_called_from_c() {
     let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let called = |name: &str| {
         c_sources.match_indices(name).any(|(i, _)| {
-            let before = c_sources[..i].chars().next_back().map_or(true, |c| !is_ident(c));
-            let after = c_sources[i + name.len()..].chars().next().map_or(true, |c| !is_ident(c));
+            let before = c_sources[..i].chars().next_back().is_none_or(|c| !is_ident(c));
+            let after = c_sources[i + name.len()..].chars().next().is_none_or(|c| !is_ident(c));
             before && after
         }) || c_sources.contains(&format!("UNARY({})", &name[3..]))
     };

@@ -38,7 +38,7 @@ fn step(r: &mut Generator, g: &mut Graph, other: &mut Graph, live: &mut Vec<Tens
         6 => g.div(a, b),
         7 => g.matmul(a, b),
         8 => g.linear(a, b, None),
-        9 => g.sum(a, &[d], r.next_u32() % 2 == 0),
+        9 => g.sum(a, &[d], r.next_u32().is_multiple_of(2)),
         10 => g.max(a, &[d, 0], false),
         11 => g.softmax(a, d),
         12 => g.log_softmax(a, d),
@@ -58,12 +58,12 @@ fn step(r: &mut Generator, g: &mut Graph, other: &mut Graph, live: &mut Vec<Tens
         26 => g.gelu(a),
         27 => g.dropout(a, pick(r, &[-1.0, 0.5, 2.0]), true),
         28 => g.set_requires_grad(a, true).map(|_| a),
-        29 => g.backward(a, if r.next_u32() % 2 == 0 { Some(b) } else { None }, r.next_u32() % 2 == 0).map(|_| a),
-        30 => g.grad_of(&[a], &[b], &[], r.next_u32() % 2 == 0, r.next_u32() % 2 == 0).map(|v| v[0]),
+        29 => g.backward(a, if r.next_u32().is_multiple_of(2) { Some(b) } else { None }, r.next_u32().is_multiple_of(2)).map(|_| a),
+        30 => g.grad_of(&[a], &[b], &[], r.next_u32().is_multiple_of(2), r.next_u32().is_multiple_of(2)).map(|v| v[0]),
         31 => g.grad(a).map(|o| o.unwrap_or(a)),
         32 => g.free(a).map(|_| a),
         33 => {
-            if r.next_u32() % 8 == 0 {
+            if r.next_u32().is_multiple_of(8) {
                 g.reset();
                 live.clear();
             }

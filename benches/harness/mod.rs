@@ -121,7 +121,7 @@ pub fn bench(mut f: impl FnMut(), budget_s: f64, min_samples: usize) -> Stats {
         let mut r = once(&mut f, budget_s, min_samples);
         r.attempt = attempt;
         let clean = r.foreign_cpu_frac < 0.03;
-        if best.as_ref().map_or(true, |b| r.foreign_cpu_frac < b.foreign_cpu_frac) {
+        if best.as_ref().is_none_or(|b| r.foreign_cpu_frac < b.foreign_cpu_frac) {
             best = Some(r);
         }
         if clean {

@@ -67,7 +67,7 @@ fn static_c_name(name: &'static str) -> *const c_char {
     static NAMES: Lazy<Vec<(&'static str, CString)>> = Lazy::new(|| {
         crate::OpKind::ALL.iter().map(|k| (k.name(), CString::new(k.name()).unwrap_or_default())).collect()
     });
-    NAMES.iter().find(|(n, _)| *n == name).map_or(b"?\0".as_ptr() as *const c_char, |(_, c)| c.as_ptr())
+    NAMES.iter().find(|(n, _)| *n == name).map_or(c"?".as_ptr(), |(_, c)| c.as_ptr())
 }
 
 /// Asks a non-leaf tensor to keep its gradient during backward (`retain_grad`; a no-op on leaves).

@@ -68,7 +68,7 @@ impl<T> Out<T> {
         if p.is_null() {
             return Err(error(ErrorKind::InvalidArgument, format!("{} is NULL", name)));
         }
-        if (p as usize) % std::mem::align_of::<T>() != 0 {
+        if !(p as usize).is_multiple_of(std::mem::align_of::<T>()) {
             return Err(error(ErrorKind::InvalidArgument, format!("{} is not aligned for its type", name)));
         }
         Ok(Out(p))
@@ -91,10 +91,10 @@ fn check_buffer<T>(p: *const T, len: usize, name: &str) -> Result<()> {
     if p.is_null() {
         return Err(error(ErrorKind::InvalidArgument, format!("{} is NULL but its length is {}", name, len)));
     }
-    if (p as usize) % std::mem::align_of::<T>() != 0 {
+    if !(p as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(error(ErrorKind::InvalidArgument, format!("{} is not aligned for its element type", name)));
     }
-    if len.checked_mul(std::mem::size_of::<T>()).map_or(true, |b| b > isize::MAX as usize) {
+    if len.checked_mul(std::mem::size_of::<T>()).is_none_or(|b| b > isize::MAX as usize) {
         return Err(error(ErrorKind::InvalidArgument, format!("{} has an impossible length {}", name, len)));
     }
     Ok(())
@@ -164,7 +164,7 @@ pub(crate) fn dim_list_in<'a>(p: *const i64, n: usize) -> Result<&'a [i64]> {
 #[no_mangle]
 pub extern "C" fn bp_last_error_message() -> *const c_char {
     // Reading a thread-local cannot panic except during thread teardown, where a static "" is returned.
-    LAST_ERROR.try_with(|e| e.borrow().as_ptr()).unwrap_or(b"\0".as_ptr() as *const c_char)
+    LAST_ERROR.try_with(|e| e.borrow().as_ptr()).unwrap_or(c"".as_ptr())
 }
 
 /// The name of a status code ("BP_OK", "BP_ERR_SHAPE_MISMATCH", …; "BP_ERR_UNKNOWN" for any other

@@ -76,7 +76,7 @@ fn lock_shell<'a>(g: *mut bp_graph) -> Result<BusyGuard<'a>> {
         return Err(error(ErrorKind::InvalidArgument, "the graph is NULL"));
     }
     let g = g as *const Shell;
-    if (g as usize) % std::mem::align_of::<Shell>() != 0 {
+    if !(g as usize).is_multiple_of(std::mem::align_of::<Shell>()) {
         return Err(error(ErrorKind::InvalidHandle, "the graph pointer is forged: it is not aligned like a bp_graph"));
     }
     // SAFETY: the C contract is that `g` came from bp_graph_new. Shells are never deallocated, so even

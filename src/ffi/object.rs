@@ -60,7 +60,7 @@ fn lock<'a, K: Object>(p: *mut K) -> Result<BusyGuard<'a, K::Inner>> {
     if p.is_null() {
         return Err(error(ErrorKind::InvalidArgument, format!("the {} is NULL", K::NAME)));
     }
-    if (p as usize) % std::mem::align_of::<K>() != 0 {
+    if !(p as usize).is_multiple_of(std::mem::align_of::<K>()) {
         return Err(error(ErrorKind::InvalidHandle, format!("the {} pointer is forged: it is not aligned like one", K::NAME)));
     }
     // SAFETY: the C contract is that `p` came from this type's constructor. Shells are never

@@ -389,6 +389,7 @@ unsafe fn tile<const MR: usize, const NV: usize>(
 ) {
     /// One k of a block: acc += A's column (broadcast row by row) ⊗ B's row.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // register indices, constant once unrolled
     unsafe fn step<const MR: usize, const NV: usize>(acc: &mut [[__m512; NV]; MR], ap: *const f32, bp: *const f32, masks: [__mmask16; 2]) {
         let mut bv = [_mm512_setzero_ps(); NV];
         for v in 0..NV {

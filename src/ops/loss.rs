@@ -187,7 +187,7 @@ impl Graph {
                             *v = ej * inv - off;
                         }
                         let t = tv[i] as usize;
-                        ur[t] = ur[t] - at_t;
+                        ur[t] -= at_t;
                     }
                 }
                 let mut total = 0.0f64;

@@ -147,7 +147,7 @@ impl Graph {
                 ReduceKind::Mean => {
                     sum_into(xs, &shape, mask, &mut out);
                     let inv = T::ONE / T::from_f64(count as f64);
-                    out.iter_mut().for_each(|o| *o = *o * inv);
+                    out.iter_mut().for_each(|o| *o *= inv);
                 }
                 ReduceKind::Max => {
                     out.iter_mut().for_each(|o| *o = T::from_f64(f64::NEG_INFINITY));

@@ -87,7 +87,7 @@ impl LrSchedule {
         let e = self.last_epoch;
         match self.schedule {
             Schedule::Step { step_size, gamma } => {
-                if e == 0 || e % step_size != 0 { lr } else { lr * gamma }
+                if e == 0 || !e.is_multiple_of(step_size) { lr } else { lr * gamma }
             }
             Schedule::Exponential { gamma } => {
                 if e == 0 { lr } else { lr * gamma }

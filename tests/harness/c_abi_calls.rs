@@ -145,7 +145,7 @@ impl State {
                 let n = self.handles.len();
                 // Favour recent handles: they are the likeliest to be alive and to fit together.
                 let back = (b.u8() as usize % n.min(12)) + 1;
-                if b.u8() % 4 == 0 { self.handles[b.u8() as usize % n] } else { self.handles[n - back] }
+                if b.u8().is_multiple_of(4) { self.handles[b.u8() as usize % n] } else { self.handles[n - back] }
             }
             _ => Tensor::default(),
         }
@@ -157,7 +157,7 @@ impl State {
         for v in d.iter_mut() {
             *v = b.pick(&DIM_VALUES[..10]);
         }
-        if b.u8() % 8 == 0 {
+        if b.u8().is_multiple_of(8) {
             let i = b.u8() as usize % 9;
             d[i] = b.pick(&DIM_VALUES);
         }
@@ -368,7 +368,7 @@ fn step(s: &mut State, b: &mut Bytes) {
             }
         }
         2 => {
-            if !s.live.is_empty() && b.u8() % 2 == 0 {
+            if !s.live.is_empty() && b.u8().is_multiple_of(2) {
                 let g = s.live.swap_remove(b.u8() as usize % s.live.len());
                 assert_eq!(bp_graph_free(g), BP_OK, "bp_graph_free of a live graph");
                 s.outcome.calls += 1;
@@ -412,7 +412,7 @@ fn step(s: &mut State, b: &mut Bytes) {
             check(s, "bp_graph_manual_seed", bp_graph_manual_seed(g, seed));
         }
         8 => {
-            let (g, on) = (s.graph(b), b.u8() % 4 != 0);
+            let (g, on) = (s.graph(b), !b.u8().is_multiple_of(4));
             let mut prev = false;
             let p: *mut bool = if b.bool() { &mut prev } else { std::ptr::null_mut() };
             check(s, "bp_graph_set_grad_enabled", bp_graph_set_grad_enabled(g, on, p));
@@ -501,7 +501,7 @@ fn step(s: &mut State, b: &mut Bytes) {
         }
         // ---- autograd ----
         32 | 33 => {
-            let (g, x, on) = (s.graph(b), s.tensor(b), b.u8() % 4 != 0);
+            let (g, x, on) = (s.graph(b), s.tensor(b), !b.u8().is_multiple_of(4));
             check(s, "bp_tensor_set_requires_grad", bp_tensor_set_requires_grad(g, x, on));
         }
         34 => {
@@ -524,7 +524,7 @@ fn step(s: &mut State, b: &mut Bytes) {
         }
         36..=38 => {
             let (g, root, seed) = (s.graph(b), s.tensor(b), s.tensor(b));
-            let (retain, create) = (b.bool(), b.u8() % 4 == 0);
+            let (retain, create) = (b.bool(), b.u8().is_multiple_of(4));
             let gp: *const Tensor = match b.u8() % 4 {
                 0 => &seed,
                 1 => (s.raw.as_ptr() as *const u8).wrapping_add(1) as *const Tensor,
@@ -546,8 +546,8 @@ fn step(s: &mut State, b: &mut Bytes) {
             let ins: [Tensor; 3] = [s.tensor(b), s.tensor(b), s.tensor(b)];
             let gos: [Tensor; 3] = [s.tensor(b), s.tensor(b), s.tensor(b)];
             let (no, ni, ng) = (b.pick(&[0usize, 1, 1, 2, 3]), b.pick(&[0usize, 1, 1, 2, 3]), b.pick(&[0usize, 0, 1, 2, 3]));
-            let nd = if b.u8() % 8 == 0 { b.pick(&[0usize, 1, 2, 3]) } else { ni };
-            let (retain, create) = (b.bool(), b.u8() % 4 == 0);
+            let nd = if b.u8().is_multiple_of(8) { b.pick(&[0usize, 1, 2, 3]) } else { ni };
+            let (retain, create) = (b.bool(), b.u8().is_multiple_of(4));
             let (po, pi) = (s.ptr(b), s.ptr(b));
             let (po, pi) = (s.buf_ptr(outs.as_ptr(), po), s.buf_ptr(ins.as_ptr(), pi));
             let mut grads = [SENTINEL; 3];
