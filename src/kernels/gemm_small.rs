@@ -388,6 +388,9 @@ unsafe fn tile<const MR: usize, const NV: usize>(
     c: *mut f32, rsc: isize, csc: isize, nr: usize, alpha: f32, beta: f32,
 ) {
     /// One k of a block: acc += A's column (broadcast row by row) ⊗ B's row.
+    ///
+    /// # Safety
+    /// As `tile`'s, for the k at `ap` and `bp` (it inlines into `tile`, which enables AVX-512F).
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // register indices, constant once unrolled
     unsafe fn step<const MR: usize, const NV: usize>(acc: &mut [[__m512; NV]; MR], ap: *const f32, bp: *const f32, masks: [__mmask16; 2]) {
