@@ -139,6 +139,20 @@ fn every_path_matches_the_reference_across_cache_blocks_and_threads() {
 }
 
 #[test]
+fn turned_products_store_c_transposed_with_every_alpha_and_beta() {
+    // x·Wᵀ with W's rows not a multiple of 4 KiB apart, few rows of C and n ≥ 3m per thread: the
+    // AVX-512 path computes Cᵀ = W·xᵀ and writes its tiles transposed (on one thread here; at two
+    // and three threads some of these are not turned, and must agree all the same). Rows of C
+    // leave partial tiles (37 = 3·12 + 1), k runs over two blocks (520), n past one column block.
+    let mut rng = Rng(7);
+    for &(m, k, n) in &[(60, 300, 200), (37, 520, 300), (12, 64, 1100)] {
+        for (alpha, beta) in [(1.0, 0.0), (1.0, 1.0), (0.5, -2.0)] {
+            check(Case { m, k, n, ta: false, tb: true, tc: false, alpha, beta }, &mut rng);
+        }
+    }
+}
+
+#[test]
 fn the_best_path_is_one_this_cpu_can_run() {
     assert!(SgemmPath::best().available());
     assert!(SgemmPath::Portable.available());
