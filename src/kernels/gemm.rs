@@ -195,7 +195,7 @@ fn reads_b_in_place_turned(m: usize, k: usize, n: usize, v: Views, threads: usiz
         && v.csc == 1
         && n / threads >= 3 * m
         && m.div_ceil(x86::Avx512::NR) <= DIRECT_A_MAX_PANELS
-        && (v.csb as usize * std::mem::size_of::<f32>()) % 4096 != 0
+        && !(v.csb as usize * std::mem::size_of::<f32>()).is_multiple_of(4096)
 }
 
 /// Raw strided views of A, B and C, checked by the caller.
