@@ -5,6 +5,8 @@
 //! MC×KC block of A into contiguous buffers, then sweep a register-tile microkernel over them), with an
 //! AVX-512 microkernel (12×32 or 12×16 tiles) and an AVX2 one (6×16 or 6×8), chosen at run time by CPU
 //! feature detection. Machines with neither use `matrixmultiply`, which is also the float64 path.
+//! With AVX-512, small products go to `gemm_small` (no packing), and x·Wᵀ may run turned around as
+//! (W·xᵀ)ᵀ so that W is read in place (`reads_b_in_place_turned`).
 //!
 //! Why our own: the packing buffers are kept per thread, so a steady training loop allocates nothing
 //! (matrixmultiply allocates them on every call), and large products are split over the library's
