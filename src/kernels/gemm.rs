@@ -130,6 +130,12 @@ pub fn sgemm(
 /// Below this many multiply-adds a product runs on one thread: waking a worker costs more.
 pub(crate) const PARALLEL_MIN_MACS: usize = 1 << 20;
 
+/// How many of `threads` the blocked kernel uses for an m×k×n product.
+#[cfg(target_arch = "x86_64")]
+fn threads_used(m: usize, k: usize, n: usize, threads: usize) -> usize {
+    if m.saturating_mul(n).saturating_mul(k) < PARALLEL_MIN_MACS { 1 } else { threads.max(1) }
+}
+
 /// [`sgemm`] on a chosen path and thread count (for tests and benchmarks). Panics if the CPU cannot run
 /// the path.
 #[allow(clippy::too_many_arguments)]
@@ -179,8 +185,7 @@ pub fn sgemm_on(
 
 /// Whether to compute Cᵀ = Bᵀ·Aᵀ instead of C = A·B, for a B read transposed (x·Wᵀ, with W
 /// row-major): the turned product reads W where it lies, as an A whose tiles need no packing
-/// (`serial`'s rule: a row-major A for at most DIRECT_A_MAX_PANELS column panels, its row stride
-/// not a multiple of 4 KiB), and packs Aᵀ (m·k floats, on every thread) instead of transposing
+/// ([`row_major_a_in_place`], the rule `serial` applies), and packs Aᵀ (m·k floats, on every thread) instead of transposing
 /// W (k·n, split over the threads); its tiles write C transposed through a register transpose,
 /// which costs about what packing 2·m·k more floats would. So it turns when n / threads ≥ 3·m.
 /// Every output element is the same chain of multiply-adds either way (a·b = b·a), so results do
@@ -190,14 +195,19 @@ pub fn sgemm_on(
 /// whose rows are a multiple of 4 KiB apart (W3's layers) would still be packed and gains nothing.
 #[cfg(target_arch = "x86_64")]
 fn reads_b_in_place_turned(m: usize, k: usize, n: usize, v: Views, threads: usize) -> bool {
-    let threads = if m.saturating_mul(n).saturating_mul(k) < PARALLEL_MIN_MACS { 1 } else { threads.max(1) };
     let b_transposed = v.rsb == 1 && v.csb != 1;
     b_transposed
         && v.csa == 1
         && v.csc == 1
-        && n / threads >= 3 * m
-        && m.div_ceil(x86::Avx512::NR) <= DIRECT_A_MAX_PANELS
-        && !(v.csb as usize * std::mem::size_of::<f32>()).is_multiple_of(4096)
+        && n / threads_used(m, k, n, threads) >= 3 * m
+        && row_major_a_in_place(v.csb, m.div_ceil(x86::Avx512::NR))
+}
+
+/// Whether full tiles of a row-major A (rows `rsa` floats apart) are read where they lie rather
+/// than packed, when `panels` column micro-panels reuse them (see DIRECT_A_MAX_PANELS).
+#[cfg(target_arch = "x86_64")]
+fn row_major_a_in_place(rsa: isize, panels: usize) -> bool {
+    panels <= DIRECT_A_MAX_PANELS && !(rsa as usize * std::mem::size_of::<f32>()).is_multiple_of(4096)
 }
 
 /// Raw strided views of A, B and C, checked by the caller.
@@ -278,7 +288,7 @@ struct BSource {
 /// Splits the product into blocks of C, one per part, and runs them on the worker threads.
 #[allow(clippy::too_many_arguments)]
 fn parallel<K: Micro>(threads: usize, m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f32) {
-    let threads = if m.saturating_mul(n).saturating_mul(k) < PARALLEL_MIN_MACS { 1 } else { threads };
+    let threads = threads_used(m, k, n, threads);
     if threads <= 1 {
         return serial::<K>(m, k, n, alpha, v, beta, (m, n));
     }
@@ -346,8 +356,7 @@ fn serial<K: Micro>(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f3
         // every k: 16 panels measured 150 -> 140 GFLOP/s on Aᵀ·B 784×128×512). A partial last tile
         // is always packed, because the kernel reads all MR rows.
         let panels = K::NC.min(n).div_ceil(nr_pack);
-        let direct = (v.csa == 1 && panels <= DIRECT_A_MAX_PANELS && !(v.rsa as usize * std::mem::size_of::<f32>()).is_multiple_of(4096))
-            || (v.rsa == 1 && panels <= 2);
+        let direct = (v.csa == 1 && row_major_a_in_place(v.rsa, panels)) || (v.rsa == 1 && panels <= 2);
         // With several B panels side by side (n > NC), A's blocks of one k block are packed once,
         // for the first panel, and kept for the others, instead of being packed again for each.
         let keep_a = !direct && n > K::NC;
@@ -531,6 +540,7 @@ unsafe fn pack_b(kc: usize, nc: usize, nr: usize, b: *const f32, rsb: isize, csb
 #[allow(clippy::needless_range_loop)]
 mod x86 {
     use super::{BSource, Micro};
+    use crate::kernels::simd::lane_mask;
     use std::arch::x86_64::*;
 
     /// 12×32 tiles (24 zmm accumulators), 12×16 when narrow.
@@ -863,7 +873,7 @@ mod x86 {
             // A transposed C (the product was turned around, see `sgemm_on`): the tile's row i is
             // column i of a row-major block of C, so its column j is mr consecutive floats at
             // c + j·csc. Transposed in registers, sixteen columns at a time.
-            let mask: __mmask16 = if mr >= 16 { 0xffff } else { (1u16 << mr) - 1 };
+            let mask = lane_mask(mr);
             for v in 0..NV {
                 let left = nr.saturating_sub(16 * v).min(16);
                 if left == 0 {
@@ -891,7 +901,7 @@ mod x86 {
                     if left == 0 {
                         break;
                     }
-                    let mask: __mmask16 = if left >= 16 { 0xffff } else { (1u16 << left) - 1 };
+                    let mask = lane_mask(left);
                     store(acc[i][v], row.add(16 * v), mask);
                 }
             } else {

@@ -28,6 +28,7 @@
 //! products or their order).
 
 use super::gemm::{k_step, Views, PARALLEL_MIN_MACS};
+use super::simd::lane_mask;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
@@ -163,10 +164,6 @@ pub(super) unsafe fn sgemm(m: usize, k: usize, n: usize, alpha: f32, v: Views, b
     true
 }
 
-/// The first `lanes` lanes of a 16-lane vector.
-fn lane_mask(lanes: usize) -> __mmask16 {
-    if lanes >= 16 { 0xffff } else { ((1u32 << lanes) - 1) as __mmask16 }
-}
 
 /// Writes one row of C: alpha·acc + beta·C on the lanes of `mask` (beta = 0 does not read C), with
 /// the arithmetic of the blocked kernels' stores.

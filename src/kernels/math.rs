@@ -282,7 +282,7 @@ mod avx512 {
             i += 16;
         }
         if i < n {
-            let mask = ((1u32 << (n - i)) - 1) as __mmask16;
+            let mask = crate::kernels::simd::lane_mask(n - i);
             _mm512_mask_storeu_ps(dst.add(i), mask, f(_mm512_maskz_loadu_ps(mask, src.add(i))));
         }
     }
@@ -350,7 +350,7 @@ mod avx512 {
             let mut i0 = 0;
             while i0 < n {
                 let live = (n - i0).min(16);
-                let mask = if live == 16 { 0xffff } else { ((1u32 << live) - 1) as __mmask16 };
+                let mask = crate::kernels::simd::lane_mask(live);
                 f(RowBlock { i0, mask, offsets, c });
                 i0 += 16;
             }

@@ -21,6 +21,13 @@ pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// The first `n` of 16 lanes as an AVX-512 mask (all sixteen from 16 up).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn lane_mask(n: usize) -> u16 {
+    if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as u16 }
+}
+
 /// # Safety
 /// The CPU has AVX-512F.
 #[cfg(target_arch = "x86_64")]
