@@ -425,3 +425,61 @@ fn weight_gradients_accumulate_in_place_into_an_existing_grad() {
         }
     }
 }
+
+#[test]
+fn an_activations_backward_may_reuse_the_incoming_gradient_but_never_one_the_caller_holds() {
+    // relu, sigmoid and tanh write their backward over the incoming gradient when the sweep owns it;
+    // a retained .grad, a seed the caller passed and a gradient `grad` returns must keep their values.
+    let xs = [-1.5, -0.25, 0.5, 2.0];
+    let cs = [0.5, -2.0, 3.0, 1.25];
+    for act in ["relu", "sigmoid", "tanh"] {
+        let apply = |g: &mut Graph, t: Tensor| match act {
+            "relu" => g.relu(t),
+            "sigmoid" => g.sigmoid(t),
+            _ => g.tanh(t),
+        }
+        .unwrap();
+        let derivative = |x: f64| match act {
+            "relu" => f64::from(x > 0.0),
+            "sigmoid" => {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s * (1.0 - s)
+            }
+            _ => 1.0 - x.tanh() * x.tanh(),
+        };
+        let expected: Vec<f64> = xs.iter().zip(&cs).map(|(&x, &c)| c * derivative(x)).collect();
+        let close = |got: &[f64], want: &[f64]| got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12);
+
+        // Into .grad, through a retained activation.
+        let mut g = Graph::new();
+        let x = vec64(&mut g, &xs, true);
+        let c = vec64(&mut g, &cs, false);
+        let s = apply(&mut g, x);
+        g.retain_grad(s).unwrap();
+        let y = g.mul(s, c).unwrap();
+        let y = g.sum(y, &[], false).unwrap();
+        g.backward(y, None, false).unwrap();
+        assert_eq!(grad_values(&g, s), cs, "{act}: the retained gradient of its output");
+        assert!(close(&grad_values(&g, x), &expected), "{act}: {:?}", grad_values(&g, x));
+
+        // A seed passed by the caller.
+        let mut g = Graph::new();
+        let x = vec64(&mut g, &xs, true);
+        let seed = vec64(&mut g, &cs, false);
+        let s = apply(&mut g, x);
+        g.backward(s, Some(seed), false).unwrap();
+        assert_eq!(g.to_vec_f64(seed).unwrap(), cs, "{act}: the caller's seed");
+        assert!(close(&grad_values(&g, x), &expected), "{act}");
+
+        // The functional form, returning the activation's gradient as well.
+        let mut g = Graph::new();
+        let x = vec64(&mut g, &xs, true);
+        let c = vec64(&mut g, &cs, false);
+        let s = apply(&mut g, x);
+        let y = g.mul(s, c).unwrap();
+        let y = g.sum(y, &[], false).unwrap();
+        let found = g.grad_of(&[y], &[s, x], &[], false, false).unwrap();
+        assert_eq!(g.to_vec_f64(found[0]).unwrap(), cs, "{act}: the returned gradient of its output");
+        assert!(close(&g.to_vec_f64(found[1]).unwrap(), &expected), "{act}");
+    }
+}
