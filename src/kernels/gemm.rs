@@ -469,15 +469,23 @@ impl ConstPtr {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn pack_a(mc: usize, kc: usize, mr: usize, a: *const f32, rsa: isize, csa: isize, out: *mut f32) {
+    if rsa == 1 {
+        // Columns of A are contiguous (a transposed operand): copy mr values per k and tile. Each
+        // source row (one k) is read whole, for every tile, before the next: tile by tile, the
+        // block's kc rows (usually a multiple of 4 KiB apart, so all in one L1 set) were fetched
+        // again for every tile.
+        for kk in 0..kc {
+            let src = a.offset(kk as isize * csa);
+            for (p, i0) in (0..mc).step_by(mr).enumerate() {
+                x86::copy_pad(src.add(i0), out.add(p * mr * kc + kk * mr), mr.min(mc - i0), mr);
+            }
+        }
+        return;
+    }
     for (p, i0) in (0..mc).step_by(mr).enumerate() {
         let rows = mr.min(mc - i0);
         let dst = out.add(p * mr * kc);
-        if rsa == 1 {
-            // Columns of A are contiguous (a transposed operand): copy mr values per k.
-            for kk in 0..kc {
-                x86::copy_pad(a.offset(i0 as isize + kk as isize * csa), dst.add(kk * mr), rows, mr);
-            }
-        } else if csa == 1 {
+        if csa == 1 {
             // Rows are contiguous: transpose blocks in registers.
             x86::transpose_pack(a.offset(i0 as isize * rsa), rsa, rows, kc, dst, mr);
         } else {
@@ -667,10 +675,11 @@ mod x86 {
     /// the CPU has AVX.
     #[inline(always)]
     pub(super) unsafe fn transpose_pack(src: *const f32, ld: isize, live: usize, kc: usize, dst: *mut f32, width: usize) {
-        let mut k0 = 0;
-        while k0 + 8 <= kc {
-            let mut g = 0;
-            while g < width {
+        // (A macro, not a closure: a closure does not inherit this function's target features, so
+        // the transposes would not inline into it.)
+        macro_rules! block {
+            ($k0:expr, $g:expr) => {{
+                let (k0, g) = ($k0, $g);
                 let w = (width - g).min(8);
                 let rows = live.saturating_sub(g).min(w);
                 let (s, d) = (src.offset(g as isize * ld + k0 as isize), dst.add(k0 * width + g));
@@ -679,7 +688,25 @@ mod x86 {
                 } else {
                     transpose_8x8(s, ld, rows, d, width, w);
                 }
-                g += w;
+                w
+            }};
+        }
+        // Sixteen k (a whole line of each source row) per group of rows, then the next group: with
+        // eight, the other half of each line was read after all `width` rows had been touched, and
+        // rows a multiple of 4 KiB apart (W3's weights) share one L1 set, so it came from L2 again.
+        let mut k0 = 0;
+        while k0 + 16 <= kc {
+            let mut g = 0;
+            while g < width {
+                block!(k0, g);
+                g += block!(k0 + 8, g);
+            }
+            k0 += 16;
+        }
+        if k0 + 8 <= kc {
+            let mut g = 0;
+            while g < width {
+                g += block!(k0, g);
             }
             k0 += 8;
         }
