@@ -115,7 +115,8 @@ fn row_tiles(rows: usize, cols: usize) -> impl Iterator<Item = (usize, usize)> {
 }
 
 thread_local! {
-    /// This thread's copy of a B whose rows are not contiguous (grown on first use only).
+    /// This thread's copy of a B whose rows are not contiguous, for the adjacent-row tiles (grown on
+    /// first use only).
     static B_COPY: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
