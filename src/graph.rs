@@ -152,8 +152,10 @@ pub struct Graph {
     pub(crate) rng: Generator,
     /// Scratch for backward: the pending gradient of each slot (kept to reuse its allocation).
     pub(crate) sweep: Vec<Option<Tensor>>,
-    /// Set by a backward that accumulates into `.grad` without create_graph: matmul and linear then add
-    /// weight gradients straight into an existing `.grad` (gemm with beta = 1).
+    /// Set by a backward that accumulates into `.grad` without create_graph (so it owns the
+    /// gradients it passes on and frees each once consumed): matmul and linear then add weight
+    /// gradients straight into an existing `.grad` (gemm with beta = 1), and the fused activation
+    /// backward writes over the incoming gradient.
     pub(crate) fuse_grad_accumulation: bool,
     /// Contiguous buffers shared by several tensors ([`Buf::View`]s point into them): flattened
     /// parameters and their gradients (src/flat.rs). A region lives as long as the graph; its bytes are
