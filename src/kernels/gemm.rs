@@ -477,7 +477,12 @@ unsafe fn pack_a(mc: usize, kc: usize, mr: usize, a: *const f32, rsa: isize, csa
         for kk in 0..kc {
             let src = a.offset(kk as isize * csa);
             for (p, i0) in (0..mc).step_by(mr).enumerate() {
-                x86::copy_pad(src.add(i0), out.add(p * mr * kc + kk * mr), mr.min(mc - i0), mr);
+                let (from, to) = (src.add(i0), out.add(p * mr * kc + kk * mr));
+                if i0 + mr <= mc {
+                    x86::copy_full(from, to, mr);
+                } else {
+                    x86::copy_pad(from, to, mc - i0, mr);
+                }
             }
         }
         return;
@@ -627,7 +632,7 @@ mod x86 {
         }
     }
 
-    /// dst[..width] = src[..width] for a width that is a multiple of 8 (a full panel row).
+    /// dst[..width] = src[..width] (a full panel row, or a full row of a packed A tile).
     ///
     /// # Safety
     /// src and dst hold width floats; the CPU has AVX.
@@ -647,6 +652,11 @@ mod x86 {
                 let (x0, x1) = (_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8)));
                 _mm256_storeu_ps(dst, x0);
                 _mm256_storeu_ps(dst.add(8), x1);
+            }
+            12 => {
+                let (x0, x1) = (_mm256_loadu_ps(src), _mm_loadu_ps(src.add(8)));
+                _mm256_storeu_ps(dst, x0);
+                _mm_storeu_ps(dst.add(8), x1);
             }
             _ => copy_pad(src, dst, width, width),
         }
