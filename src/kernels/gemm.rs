@@ -477,12 +477,7 @@ unsafe fn pack_a(mc: usize, kc: usize, mr: usize, a: *const f32, rsa: isize, csa
         for kk in 0..kc {
             let src = a.offset(kk as isize * csa);
             for (p, i0) in (0..mc).step_by(mr).enumerate() {
-                let (from, to) = (src.add(i0), out.add(p * mr * kc + kk * mr));
-                if i0 + mr <= mc {
-                    x86::copy_full(from, to, mr);
-                } else {
-                    x86::copy_pad(from, to, mc - i0, mr);
-                }
+                x86::copy_row(src.add(i0), out.add(p * mr * kc + kk * mr), mr.min(mc - i0), mr);
             }
         }
         return;
@@ -524,22 +519,12 @@ unsafe fn pack_b(kc: usize, nc: usize, nr: usize, b: *const f32, rsb: isize, csb
         // 16 KiB a row). PACK_B_ROWS rows at a time, panel by panel, so that each panel receives
         // a kilobyte of consecutive writes rather than 128 bytes: the panels lie a multiple of
         // 4 KiB apart, so row by row all of them wrote into the same two L1 sets.
-        let full = nc / nr;
-        let cols = nc - full * nr;
-        let mut k0 = 0;
-        while k0 < kc {
-            let rows = (kc - k0).min(PACK_B_ROWS);
-            for q in 0..full {
-                for kk in k0..k0 + rows {
-                    x86::copy_full(b.offset(kk as isize * rsb).add(q * nr), out.add(q * nr * kc + kk * nr), nr);
+        for k0 in (0..kc).step_by(PACK_B_ROWS) {
+            for (q, j0) in (0..nc).step_by(nr).enumerate() {
+                for kk in k0..kc.min(k0 + PACK_B_ROWS) {
+                    x86::copy_row(b.offset(kk as isize * rsb).add(j0), out.add(q * nr * kc + kk * nr), nr.min(nc - j0), nr);
                 }
             }
-            if cols > 0 {
-                for kk in k0..k0 + rows {
-                    x86::copy_pad(b.offset(kk as isize * rsb).add(full * nr), out.add(full * nr * kc + kk * nr), cols, nr);
-                }
-            }
-            k0 += rows;
         }
         return;
     }
@@ -659,6 +644,19 @@ mod x86 {
                 _mm_storeu_ps(dst.add(8), x1);
             }
             _ => copy_pad(src, dst, width, width),
+        }
+    }
+
+    /// dst[..len] = src[..len], then zeros up to `width`: plain moves when the row is full.
+    ///
+    /// # Safety
+    /// As [`copy_pad`].
+    #[inline(always)]
+    pub(super) unsafe fn copy_row(src: *const f32, dst: *mut f32, len: usize, width: usize) {
+        if len == width {
+            copy_full(src, dst, width)
+        } else {
+            copy_pad(src, dst, len, width)
         }
     }
 

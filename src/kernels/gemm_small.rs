@@ -171,7 +171,6 @@ pub(super) unsafe fn sgemm(m: usize, k: usize, n: usize, alpha: f32, v: Views, b
     true
 }
 
-
 /// Writes one row of C: alpha·acc + beta·C on the lanes of `mask` (beta = 0 does not read C), with
 /// the arithmetic of the blocked kernels' stores.
 ///

@@ -310,41 +310,19 @@ impl Graph {
         if self.shape(g)? != shape {
             bail!(ShapeMismatch, "{} backward: gradient shape {:?} differs from {:?}", u.kind().name(), self.shape(g)?, shape);
         }
-        // Long tensors in pieces on the library's threads; a macro rather than a closure taking
-        // `&dyn Fn`, so that each loop is compiled (and vectorised) for its own function.
-        macro_rules! each {
-            ($d:expr, $ys:expr, $gs:expr, |$y:ident, $gv:ident| $e:expr) => {
-                crate::kernels::threads::for_each_piece($d, &|lo, d: &mut [T]| match $gs {
-                    Some(gs) => {
-                        for ((o, &$y), &$gv) in d.iter_mut().zip(&$ys[lo..]).zip(&gs[lo..]) {
-                            *o = $e;
-                        }
-                    }
-                    None => {
-                        for (o, &$y) in d.iter_mut().zip(&$ys[lo..]) {
-                            let $gv = *o;
-                            *o = $e;
-                        }
-                    }
-                })
-            };
-        }
-        macro_rules! derivative {
-            ($d:expr, $ys:expr, $gs:expr) => {
-                match u {
-                    Unary::Relu => each!($d, $ys, $gs, |y, gv| gv * if y > T::ZERO { T::ONE } else { T::ZERO }),
-                    Unary::Sigmoid => each!($d, $ys, $gs, |y, gv| gv * (y * (-y + T::ONE))),
-                    _ => each!($d, $ys, $gs, |y, gv| gv * (-(y * y) + T::ONE)),
-                }
-            };
-        }
+        // One pass per activation, each monomorphised (and so vectorised) for its own formula.
+        let derivative = |d: &mut [T], ys: &[T], gs: Option<&[T]>| match u {
+            Unary::Relu => chain_rule(d, ys, gs, |y, gv| gv * if y > T::ZERO { T::ONE } else { T::ZERO }),
+            Unary::Sigmoid => chain_rule(d, ys, gs, |y, gv| gv * (y * (-y + T::ONE))),
+            _ => chain_rule(d, ys, gs, |y, gv| gv * (-(y * y) + T::ONE)),
+        };
         if self.fuse_grad_accumulation && g != out && !matches!(self.entry(g)?.buf, Buf::View(_)) {
-            self.with_mut_and_ref::<T, _>(g, out, |gs, ys| derivative!(gs, ys, None::<&[T]>))?;
+            self.with_mut_and_ref::<T, _>(g, out, |gs, ys| derivative(gs, ys, None))?;
             return Ok(g);
         }
         let mut d = self.alloc::<T>(shape.numel())?;
         let (ys, gs) = (self.data::<T>(out)?, self.data::<T>(g)?);
-        derivative!(&mut d, ys, Some(gs));
+        derivative(&mut d, ys, Some(gs));
         Ok(self.insert(shape, T::wrap(d), None, false))
     }
 
@@ -531,4 +509,22 @@ pub(crate) fn strided_for_each(shape: &Shape, sa: &[usize; MAX_RANK], sb: &[usiz
             idx[d] = 0;
         }
     }
+}
+
+/// d[i] = f(ys[i], gs[i]) for an activation's output ys and the incoming gradient gs; with gs None,
+/// d holds the incoming gradient and is overwritten. Long tensors go in pieces on the library's
+/// threads, each element computed by one call with the same arithmetic.
+fn chain_rule<T: Float>(d: &mut [T], ys: &[T], gs: Option<&[T]>, f: impl Fn(T, T) -> T + Sync) {
+    crate::kernels::threads::for_each_piece(d, &|lo, d: &mut [T]| match gs {
+        Some(gs) => {
+            for ((o, &y), &gv) in d.iter_mut().zip(&ys[lo..]).zip(&gs[lo..]) {
+                *o = f(y, gv);
+            }
+        }
+        None => {
+            for (o, &y) in d.iter_mut().zip(&ys[lo..]) {
+                *o = f(y, *o);
+            }
+        }
+    })
 }
