@@ -247,6 +247,15 @@ unsafe fn b_in_registers(p: Plan, k: usize, alpha: f32, beta: f32) {
     by_depth!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22)
 }
 
+/// How a product's sums meet C, fixed per product so that the stores carry no per-row branches
+/// (which made the compiler keep the accumulators on the stack): stored as they are into C's
+/// contiguous rows (alpha = 1, beta = 0: a layer's forward and most of backward), added to them
+/// (alpha = 1, beta = 1: a bias already in C, a gradient accumulating), or anything else
+/// (alpha·sum + beta·C, or C's rows strided).
+const STORE: u8 = 0;
+const ADD: u8 = 1;
+const ANY: u8 = 2;
+
 /// Each row of C as a chain of K fused multiply-adds against B held in K registers, R rows at a
 /// time (the last group repeats its last row, whose extra results are not stored). When C is read
 /// (beta ≠ 0), a group's rows of C are loaded before its multiply-adds: rows of a narrow C overlap
@@ -254,6 +263,16 @@ unsafe fn b_in_registers(p: Plan, k: usize, alpha: f32, beta: f32) {
 /// for that store to reach the cache (masked stores do not forward).
 #[target_feature(enable = "avx512f,avx512vl")]
 unsafe fn rows_against_b<const K: usize>(p: Plan, alpha: f32, beta: f32) {
+    match (alpha == 1.0, beta, p.v.csc == 1) {
+        (true, 0.0, true) => rows_against_b_as::<K, STORE>(p, alpha, beta),
+        (true, 1.0, true) => rows_against_b_as::<K, ADD>(p, alpha, beta),
+        _ => rows_against_b_as::<K, ANY>(p, alpha, beta),
+    }
+}
+
+/// [`rows_against_b`] for one way of meeting C (`EPI`: [`STORE`], [`ADD`] or [`ANY`]).
+#[target_feature(enable = "avx512f,avx512vl")]
+unsafe fn rows_against_b_as<const K: usize, const EPI: u8>(p: Plan, alpha: f32, beta: f32) {
     const R: usize = 8;
     let mask = lane_mask(p.cols);
     let mut bv = [_mm512_setzero_ps(); K];
@@ -278,14 +297,14 @@ unsafe fn rows_against_b<const K: usize>(p: Plan, alpha: f32, beta: f32) {
         while i0 + R <= p.rows {
             let a = p.v.a.add(i0 * K);
             let c = p.v.c.offset(i0 as isize * p.v.rsc);
-            g.run::<K, R>(&bv, std::array::from_fn(|r| a.add(r * K)), std::array::from_fn(|r| c.offset(r as isize * p.v.rsc)), R);
+            g.run::<K, R, EPI, true>(&bv, std::array::from_fn(|r| a.add(r * K)), std::array::from_fn(|r| c.offset(r as isize * p.v.rsc)), R);
             i0 += R;
         }
     }
     while i0 < p.rows {
         let live = R.min(p.rows - i0);
         let row = |r: usize| (i0 + r.min(live - 1)) as isize;
-        g.run::<K, R>(&bv, std::array::from_fn(|r| p.v.a.offset(row(r) * p.v.rsa)), std::array::from_fn(|r| p.v.c.offset(row(r) * p.v.rsc)), live);
+        g.run::<K, R, EPI, false>(&bv, std::array::from_fn(|r| p.v.a.offset(row(r) * p.v.rsa)), std::array::from_fn(|r| p.v.c.offset(row(r) * p.v.rsc)), live);
         i0 += R;
     }
 }
@@ -301,13 +320,16 @@ struct Group {
 }
 
 impl Group {
-    /// R rows of C (the first `live` stored) against B's K rows held in `bv`.
+    /// R rows of C (the first `live` stored; all R when `FULL`, so that no accumulator is indexed
+    /// at run time and none leaves its register) against B's K rows held in `bv`, meeting C as `EPI`
+    /// says (the blocked kernels' store arithmetic: alpha·acc, then + C when beta = 1, or fused
+    /// beta·C + that for another beta).
     #[inline(always)]
-    unsafe fn run<const K: usize, const R: usize>(self, bv: &[__m512; K], rows: [*const f32; R], c_rows: [*mut f32; R], live: usize) {
+    unsafe fn run<const K: usize, const R: usize, const EPI: u8, const FULL: bool>(self, bv: &[__m512; K], rows: [*const f32; R], c_rows: [*mut f32; R], live: usize) {
         let Group { mask, cols, csc, alpha, beta } = self;
-        let vector_c = csc == 1;
+        let vector_c = EPI != ANY || csc == 1;
         let mut old = [_mm512_setzero_ps(); R];
-        if beta != 0.0 && vector_c {
+        if EPI != STORE && vector_c {
             for r in 0..R {
                 old[r] = load_narrow(c_rows[r], cols, mask);
             }
@@ -319,29 +341,32 @@ impl Group {
             }
         }
         if vector_c {
-            // The blocked kernels' store arithmetic: alpha·acc, then + C (beta = 1) or fused
-            // beta·C + that (other beta).
             for r in 0..R {
-                let mut x = if alpha == 1.0 { acc[r] } else { _mm512_mul_ps(_mm512_set1_ps(alpha), acc[r]) };
-                if beta == 1.0 {
-                    x = _mm512_add_ps(x, old[r]);
-                } else if beta != 0.0 {
-                    x = _mm512_fmadd_ps(_mm512_set1_ps(beta), old[r], x);
-                }
-                acc[r] = x;
+                acc[r] = match EPI {
+                    STORE => acc[r],
+                    ADD => _mm512_add_ps(acc[r], old[r]),
+                    _ => {
+                        let x = if alpha == 1.0 { acc[r] } else { _mm512_mul_ps(_mm512_set1_ps(alpha), acc[r]) };
+                        if beta == 1.0 {
+                            _mm512_add_ps(x, old[r])
+                        } else if beta != 0.0 {
+                            _mm512_fmadd_ps(_mm512_set1_ps(beta), old[r], x)
+                        } else {
+                            x
+                        }
+                    }
+                };
             }
-            if live == R {
-                for r in 0..R {
-                    store_narrow(c_rows[r], cols, mask, acc[r]);
-                }
-            } else {
-                for r in 0..live {
+            for r in 0..R {
+                if FULL || r < live {
                     store_narrow(c_rows[r], cols, mask, acc[r]);
                 }
             }
         } else {
-            for r in 0..live {
-                store_row(acc[r], c_rows[r], csc, cols, mask, alpha, beta);
+            for r in 0..R {
+                if FULL || r < live {
+                    store_row(acc[r], c_rows[r], csc, cols, mask, alpha, beta);
+                }
             }
         }
     }
