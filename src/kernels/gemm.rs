@@ -545,6 +545,9 @@ unsafe fn pack_b(kc: usize, nc: usize, nr: usize, b: *const f32, rsb: isize, csb
 }
 
 #[cfg(target_arch = "x86_64")]
+pub(super) use x86::transpose_16x16;
+
+#[cfg(target_arch = "x86_64")]
 // Register tiles are indexed [row][vector] with loop counters that unrolling turns into constants;
 // iterator chains over them read worse and hide which register is which.
 #[allow(clippy::needless_range_loop)]
@@ -821,7 +824,7 @@ mod x86 {
     /// lane j. Interleaves pairs of floats, then pairs of pairs, then 128-bit quarters (64 shuffles).
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn transpose_16x16(r: [__m512; 16]) -> [__m512; 16] {
+    pub(in crate::kernels) unsafe fn transpose_16x16(r: [__m512; 16]) -> [__m512; 16] {
         let mut t = [_mm512_setzero_ps(); 16];
         for i in 0..8 {
             t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);

@@ -28,7 +28,7 @@
 //! same alpha and beta arithmetic (the transposed form changes which operand is broadcast, not the
 //! products or their order).
 
-use super::gemm::{k_step, Views, PARALLEL_MIN_MACS};
+use super::gemm::{k_step, transpose_16x16, Views, PARALLEL_MIN_MACS};
 use super::simd::lane_mask;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -443,6 +443,25 @@ unsafe fn tile<const MR: usize, const NV: usize>(
         }
     }
     let store = |acc: &[[__m512; NV]; MR], beta: f32| {
+        if csc != 1 && rsc == 1 {
+            // C transposed (the plan was turned): the tile's row i is column i of a row-major C,
+            // whose rows are csc apart. Sixteen tile rows at a time are transposed in registers,
+            // so that each of C's rows takes one masked store instead of an element at a time
+            // (the seed network's gᵀ·x, 13×500×20, stored 260 elements singly per k block).
+            for i0 in (0..MR).step_by(16) {
+                let live = (MR - i0).min(16);
+                let mask = lane_mask(live);
+                for v in 0..NV {
+                    let mut rows = [_mm512_setzero_ps(); 16];
+                    rows[..live].iter_mut().zip(&acc[i0..]).for_each(|(r, a)| *r = a[v]);
+                    let cols = transpose_16x16(rows);
+                    for (j, &col) in cols.iter().enumerate().take(nr.saturating_sub(16 * v).min(16)) {
+                        store_row(col, c.offset((16 * v + j) as isize * csc + i0 as isize), 1, live, mask, alpha, beta);
+                    }
+                }
+            }
+            return;
+        }
         for (i, row_acc) in acc.iter().enumerate() {
             for (v, &x) in row_acc.iter().enumerate() {
                 let at = c.offset(i as isize * rsc + (16 * v) as isize * csc);
