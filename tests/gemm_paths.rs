@@ -3,7 +3,7 @@
 //! n = 1, sizes that leave partial tiles and several cache blocks) and alpha/beta; and our kernels
 //! against each other and across thread counts, where they must agree bit for bit.
 
-use bp::kernels::gemm::{sgemm_on, SgemmPath};
+use bp::kernels::gemm::{sgemm, sgemm_bias, sgemm_on, SgemmPath};
 
 /// A small deterministic generator (xorshift), so the test needs no dependency.
 struct Rng(u64);
@@ -148,6 +148,28 @@ fn turned_products_store_c_transposed_with_every_alpha_and_beta() {
     for &(m, k, n) in &[(60, 300, 200), (37, 520, 300), (12, 64, 1100)] {
         for (alpha, beta) in [(1.0, 0.0), (1.0, 1.0), (0.5, -2.0)] {
             check(Case { m, k, n, ta: false, tb: true, tc: false, alpha, beta }, &mut rng);
+        }
+    }
+}
+
+#[test]
+fn a_bias_added_as_sums_are_stored_equals_one_filled_into_c_first() {
+    // A linear layer's forward: C = x·Wᵀ + b. The small path adds b in its stores; everything
+    // else fills C with b and adds the product (beta = 1). Both must give the same bits, for
+    // products that take either route: narrow and deep, k up to and past the 22 that B in
+    // registers holds, rows that leave a partial group of eight, and blocked-path sizes.
+    let mut rng = Rng(11);
+    let shapes = [(1, 1, 1), (500, 8, 3), (500, 20, 13), (500, 13, 8), (7, 22, 16), (33, 5, 17), (9, 23, 4), (128, 64, 10), (32, 128, 10), (200, 300, 70)];
+    for &(m, k, n) in &shapes {
+        for tb in [true, false] {
+            let (a, b, bias) = (rng.vec(m * k), rng.vec(k * n), rng.vec(n));
+            let (rsb, csb) = Case::strides(k, n, tb);
+            let mut stored = vec![f32::NAN; m * n];
+            sgemm_bias(m, k, n, &a, k as isize, 1, &b, rsb, csb, &bias, &mut stored);
+            let mut filled: Vec<f32> = (0..m * n).map(|i| bias[i % n]).collect();
+            sgemm(m, k, n, 1.0, &a, k as isize, 1, &b, rsb, csb, 1.0, &mut filled, n as isize, 1);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&stored), bits(&filled), "{m}x{k}x{n}, B transposed: {tb}");
         }
     }
 }

@@ -120,6 +120,43 @@ thread_local! {
     static B_COPY: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The plan and kernel that compute an m×k×n product on the small path (the orientation with the
+/// lower estimated cost), or None if neither suits it.
+fn choose(m: usize, k: usize, n: usize, v: Views) -> Option<(Plan, Kernel)> {
+    if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_MACS {
+        return None;
+    }
+    let plain = Plan { rows: m, cols: n, v };
+    let flipped = plain.transposed();
+    match (plain.costed(k), flipped.costed(k)) {
+        (Some((cp, kp)), Some((cf, kf))) => Some(if cf < cp { (flipped, kf) } else { (plain, kp) }),
+        (Some((_, kp)), None) => Some((plain, kp)),
+        (None, Some((_, kf))) => Some((flipped, kf)),
+        (None, None) => None,
+    }
+}
+
+/// C = A·B + bias (the same n values added to every row) on the small path, the bias added as the
+/// sums are stored, if the product runs there with B in registers and C unturned; returns false,
+/// having done nothing, if not. Results are those of filling C with the bias and adding A·B to it
+/// (beta = 1), without the pass that fills C, whose stores the kernel's masked loads of C then
+/// waited on (masked loads do not take data from pending stores).
+///
+/// # Safety
+/// The CPU has AVX-512F and AVX-512VL; the m×k and k×n views lie inside their buffers; C is a
+/// contiguous m×n block (rsc = n, csc = 1) that overlaps neither A nor B; bias holds n floats;
+/// m, n, k > 0.
+pub(super) unsafe fn sgemm_bias(m: usize, k: usize, n: usize, v: Views, bias: *const f32) -> bool {
+    match choose(m, k, n, v) {
+        Some((p, Kernel::BInRegisters)) if p.rows == m && p.v.csc == 1 => {
+            let _flush = super::denormals::FlushGuard::new();
+            b_in_registers(p, k, 1.0, 1.0, Some(bias));
+            true
+        }
+        _ => false,
+    }
+}
+
 /// C = alpha·A·B + beta·C on the small path, if it suits the product; returns false, having done
 /// nothing, if not.
 ///
@@ -127,22 +164,12 @@ thread_local! {
 /// The CPU has AVX-512F and AVX-512VL; the m×k, k×n and m×n views lie inside their buffers
 /// (checked by `sgemm_on`); C does not overlap A or B; m, n, k > 0.
 pub(super) unsafe fn sgemm(m: usize, k: usize, n: usize, alpha: f32, v: Views, beta: f32) -> bool {
-    if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_MACS {
-        return false;
-    }
+    let Some((mut p, kernel)) = choose(m, k, n, v) else { return false };
     let _flush = super::denormals::FlushGuard::new();
-    let plain = Plan { rows: m, cols: n, v };
-    let flipped = plain.transposed();
-    let (mut p, kernel) = match (plain.costed(k), flipped.costed(k)) {
-        (Some((cp, kp)), Some((cf, kf))) => if cf < cp { (flipped, kf) } else { (plain, kp) },
-        (Some((_, kp)), None) => (plain, kp),
-        (None, Some((_, kf))) => (flipped, kf),
-        (None, None) => return false,
-    };
     if kernel == Kernel::BInRegisters {
         // SAFETY: as this function's contract; the kernel suits the plan (costed checked it), and
         // it gathers the rows of a B whose rows are strided, which it reads only once.
-        b_in_registers(p, k, alpha, beta);
+        b_in_registers(p, k, alpha, beta, None);
         return true;
     }
     B_COPY.with(|cell| {
@@ -233,13 +260,14 @@ unsafe fn load_narrow(p: *const f32, cols: usize, mask: __mmask16) -> __m512 {
     }
 }
 
-/// The B-in-registers kernel over a whole plan (cols ≤ 16, k ≤ MAX_K_IN_REGISTERS, csa = 1, csb = 1).
+/// The B-in-registers kernel over a whole plan (cols ≤ 16, k ≤ MAX_K_IN_REGISTERS, csa = 1, B's
+/// rows contiguous or gathered), with a bias to add in the stores (then alpha = beta = 1, csc = 1).
 #[target_feature(enable = "avx512f,avx512vl")]
-unsafe fn b_in_registers(p: Plan, k: usize, alpha: f32, beta: f32) {
+unsafe fn b_in_registers(p: Plan, k: usize, alpha: f32, beta: f32, bias: Option<*const f32>) {
     macro_rules! by_depth {
         ($($k:literal)*) => {
             match k {
-                $($k => rows_against_b::<$k>(p, alpha, beta),)*
+                $($k => rows_against_b::<$k>(p, alpha, beta, bias),)*
                 _ => unreachable!("costed bounds k by MAX_K_IN_REGISTERS"),
             }
         };
@@ -249,12 +277,15 @@ unsafe fn b_in_registers(p: Plan, k: usize, alpha: f32, beta: f32) {
 
 /// How a product's sums meet C, fixed per product so that the stores carry no per-row branches
 /// (which made the compiler keep the accumulators on the stack): stored as they are into C's
-/// contiguous rows (alpha = 1, beta = 0: a layer's forward and most of backward), added to them
-/// (alpha = 1, beta = 1: a bias already in C, a gradient accumulating), or anything else
-/// (alpha·sum + beta·C, or C's rows strided).
+/// contiguous rows (alpha = 1, beta = 0: a layer's forward and most of backward), stored plus a
+/// bias row (a layer's forward with its bias, [`sgemm_bias`]), or anything else (alpha·sum +
+/// beta·C, or C's rows strided).
 const STORE: u8 = 0;
-const ADD: u8 = 1;
+const BIAS: u8 = 1;
 const ANY: u8 = 2;
+
+/// Rows of C per group of the B-in-registers kernel.
+const R: usize = 8;
 
 /// Each row of C as a chain of K fused multiply-adds against B held in K registers, R rows at a
 /// time (the last group repeats its last row, whose extra results are not stored). When C is read
@@ -262,18 +293,22 @@ const ANY: u8 = 2;
 /// within one vector's span, and a load right after the masked store of the row before would wait
 /// for that store to reach the cache (masked stores do not forward).
 #[target_feature(enable = "avx512f,avx512vl")]
-unsafe fn rows_against_b<const K: usize>(p: Plan, alpha: f32, beta: f32) {
-    match (alpha == 1.0, beta, p.v.csc == 1) {
-        (true, 0.0, true) => rows_against_b_as::<K, STORE>(p, alpha, beta),
-        (true, 1.0, true) => rows_against_b_as::<K, ADD>(p, alpha, beta),
-        _ => rows_against_b_as::<K, ANY>(p, alpha, beta),
+unsafe fn rows_against_b<const K: usize>(p: Plan, alpha: f32, beta: f32, bias: Option<*const f32>) {
+    let none = _mm512_setzero_ps();
+    match bias {
+        Some(bias) => {
+            debug_assert!(p.v.csc == 1 && alpha == 1.0 && beta == 1.0);
+            rows_against_b_as::<K, BIAS>(p, alpha, beta, load_narrow(bias, p.cols, lane_mask(p.cols)))
+        }
+        None if p.v.csc == 1 && alpha == 1.0 && beta == 0.0 => rows_against_b_as::<K, STORE>(p, alpha, beta, none),
+        None => rows_against_b_as::<K, ANY>(p, alpha, beta, none),
     }
 }
 
-/// [`rows_against_b`] for one way of meeting C (`EPI`: [`STORE`], [`ADD`] or [`ANY`]).
+/// [`rows_against_b`] for one way of meeting C (`EPI`: [`STORE`], [`BIAS`] with the bias row in
+/// `bias`, or [`ANY`]).
 #[target_feature(enable = "avx512f,avx512vl")]
-unsafe fn rows_against_b_as<const K: usize, const EPI: u8>(p: Plan, alpha: f32, beta: f32) {
-    const R: usize = 8;
+unsafe fn rows_against_b_as<const K: usize, const EPI: u8>(p: Plan, alpha: f32, beta: f32, bias: __m512) {
     let mask = lane_mask(p.cols);
     let mut bv = [_mm512_setzero_ps(); K];
     // A B read transposed (a layer's weight in x·Wᵀ) is gathered, its K rows once per product,
@@ -288,7 +323,7 @@ unsafe fn rows_against_b_as<const K: usize, const EPI: u8>(p: Plan, alpha: f32, 
             _mm512_maskz_loadu_ps(mask, row)
         };
     }
-    let g = Group { mask, cols: p.cols, csc: p.v.csc, alpha, beta };
+    let g = Group { mask, cols: p.cols, csc: p.v.csc, alpha, beta, bias };
     let mut i0 = 0;
     // Full groups of a row-major A whose rows lie back to back (rsa = K): each row's offset from
     // the group's first is a constant, so the multiply-adds address A from one register with
@@ -297,14 +332,14 @@ unsafe fn rows_against_b_as<const K: usize, const EPI: u8>(p: Plan, alpha: f32, 
         while i0 + R <= p.rows {
             let a = p.v.a.add(i0 * K);
             let c = p.v.c.offset(i0 as isize * p.v.rsc);
-            g.run::<K, R, EPI, true>(&bv, std::array::from_fn(|r| a.add(r * K)), std::array::from_fn(|r| c.offset(r as isize * p.v.rsc)), R);
+            g.run::<K, EPI, true>(&bv, std::array::from_fn(|r| a.add(r * K)), std::array::from_fn(|r| c.offset(r as isize * p.v.rsc)), R);
             i0 += R;
         }
     }
     while i0 < p.rows {
         let live = R.min(p.rows - i0);
         let row = |r: usize| (i0 + r.min(live - 1)) as isize;
-        g.run::<K, R, EPI, false>(&bv, std::array::from_fn(|r| p.v.a.offset(row(r) * p.v.rsa)), std::array::from_fn(|r| p.v.c.offset(row(r) * p.v.rsc)), live);
+        g.run::<K, EPI, false>(&bv, std::array::from_fn(|r| p.v.a.offset(row(r) * p.v.rsa)), std::array::from_fn(|r| p.v.c.offset(row(r) * p.v.rsc)), live);
         i0 += R;
     }
 }
@@ -317,6 +352,8 @@ struct Group {
     csc: isize,
     alpha: f32,
     beta: f32,
+    /// The bias row ([`BIAS`] only).
+    bias: __m512,
 }
 
 impl Group {
@@ -325,11 +362,11 @@ impl Group {
     /// says (the blocked kernels' store arithmetic: alpha·acc, then + C when beta = 1, or fused
     /// beta·C + that for another beta).
     #[inline(always)]
-    unsafe fn run<const K: usize, const R: usize, const EPI: u8, const FULL: bool>(self, bv: &[__m512; K], rows: [*const f32; R], c_rows: [*mut f32; R], live: usize) {
-        let Group { mask, cols, csc, alpha, beta } = self;
+    unsafe fn run<const K: usize, const EPI: u8, const FULL: bool>(self, bv: &[__m512; K], rows: [*const f32; R], c_rows: [*mut f32; R], live: usize) {
+        let Group { mask, cols, csc, alpha, beta, bias } = self;
         let vector_c = EPI != ANY || csc == 1;
         let mut old = [_mm512_setzero_ps(); R];
-        if EPI != STORE && vector_c {
+        if EPI == ANY && vector_c && beta != 0.0 {
             for r in 0..R {
                 old[r] = load_narrow(c_rows[r], cols, mask);
             }
@@ -344,7 +381,7 @@ impl Group {
             for r in 0..R {
                 acc[r] = match EPI {
                     STORE => acc[r],
-                    ADD => _mm512_add_ps(acc[r], old[r]),
+                    BIAS => _mm512_add_ps(acc[r], bias),
                     _ => {
                         let x = if alpha == 1.0 { acc[r] } else { _mm512_mul_ps(_mm512_set1_ps(alpha), acc[r]) };
                         if beta == 1.0 {

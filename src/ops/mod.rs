@@ -318,12 +318,3 @@ impl Graph {
         }
     }
 }
-
-/// The least common multiple of a and b (both > 0): the period, in elements, at which rows of `a`
-/// elements line up with vectors of `b` lanes.
-pub(crate) fn lcm(a: usize, b: usize) -> usize {
-    fn gcd(a: usize, b: usize) -> usize {
-        if b == 0 { a } else { gcd(b, a % b) }
-    }
-    a / gcd(a, b) * b
-}

@@ -85,7 +85,7 @@ pub(crate) fn sum_into<T: Float>(x: &[T], shape: &Shape, mask: u8, out: &mut [T]
 /// the W1 bias gradient (500 × 3) went from about 2 µs to 0.2 µs of the step (perf profile).
 fn sum_narrow_rows<T: Float>(x: &[T], out: &mut [T]) {
     let d = out.len();
-    let period = super::lcm(d, 8);
+    let period = crate::kernels::simd::lcm(d, 8);
     let mut acc = [T::ZERO; 128];
     let acc = &mut acc[..period];
     let mut chunks = x.chunks_exact(period);
