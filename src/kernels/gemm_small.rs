@@ -446,10 +446,11 @@ unsafe fn adjacent_rows(p: Plan, k: usize, alpha: f32, beta: f32) {
 /// columns csa apart), B's rows rsb apart, loaded under `masks`; summed over k in [`k_step`] blocks,
 /// each added into C.
 ///
-/// A tile of fewer than eight accumulators is bound by the latency of its chains of multiply-adds,
+/// A tile of eight accumulators or fewer is bound by the latency of its chains of multiply-adds,
 /// not by the multiply-add ports: it sums two k blocks at once, in two sets of accumulators, and
 /// then adds them into C one after the other, as the one-block-at-a-time order would (same
-/// results; the seed network's gᵀ·h2, 3×500×8, went from 0.86 to 0.5 µs).
+/// results; the seed network's gᵀ·h2, 3×500×8, went from 0.86 to 0.5 µs, and with eight
+/// accumulators too, its gᵀ·h1, 8×500×13, from 1.11 to 1.04).
 ///
 /// # Safety
 /// The CPU has AVX-512F; A's MR×k view is readable; B's k rows are readable on the masked lanes; C's
@@ -506,7 +507,7 @@ unsafe fn tile<const MR: usize, const NV: usize>(
             }
         }
     };
-    let few_chains = MR * NV < 8;
+    let few_chains = MR * NV <= 8;
     let kstep = k_step(k);
     let mut pc = 0;
     while pc < k {
