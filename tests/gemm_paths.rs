@@ -130,7 +130,9 @@ fn every_path_matches_the_reference_across_cache_blocks_and_threads() {
     // one), 257 two of unequal depth (129 and 128).
     // Row counts leave partial last tiles of every kind: 150 = 96 + 4·12 + 6 and 200 = 16·12 + 8 (an 8-row
     // tile), 100 = 96 + 4 (a 4-row tile), 129 = 10·12 + 9 (a 12-row tile).
-    let shapes = [(300, 520, 70), (150, 300, 130), (100, 300, 200), (129, 785, 513), (10, 128, 512), (512, 128, 784), (200, 90, 2100), (20, 1030, 1030), (13, 500, 20), (500, 20, 13), (3, 500, 8), (500, 8, 3), (40, 700, 40), (3, 700, 8), (5, 257, 3)];
+    // Outputs of at most five columns pack several rows to a vector: 4 rows of 3 (500×8×3), 6 of 2
+    // (103 = 4·6·4 + 6 + 1), 16 of 1 (101 = 4·16 + 2·16 + 5).
+    let shapes = [(300, 520, 70), (150, 300, 130), (100, 300, 200), (129, 785, 513), (10, 128, 512), (512, 128, 784), (200, 90, 2100), (20, 1030, 1030), (13, 500, 20), (500, 20, 13), (3, 500, 8), (500, 8, 3), (103, 5, 2), (101, 2, 1), (40, 700, 40), (3, 700, 8), (5, 257, 3)];
     for &(m, k, n) in &shapes {
         for (ta, tb) in [(false, false), (true, false), (false, true)] {
             check(Case { m, k, n, ta, tb, tc: false, alpha: 1.0, beta: if ta { 1.0 } else { 0.0 } }, &mut rng);
@@ -159,7 +161,7 @@ fn a_bias_added_as_sums_are_stored_equals_one_filled_into_c_first() {
     // products that take either route: narrow and deep, k up to and past the 22 that B in
     // registers holds, rows that leave a partial group of eight, and blocked-path sizes.
     let mut rng = Rng(11);
-    let shapes = [(1, 1, 1), (500, 8, 3), (500, 20, 13), (500, 13, 8), (7, 22, 16), (33, 5, 17), (9, 23, 4), (128, 64, 10), (32, 128, 10), (200, 300, 70)];
+    let shapes = [(1, 1, 1), (500, 8, 3), (103, 5, 2), (500, 20, 13), (500, 13, 8), (7, 22, 16), (33, 5, 17), (9, 23, 4), (128, 64, 10), (32, 128, 10), (200, 300, 70)];
     for &(m, k, n) in &shapes {
         for tb in [true, false] {
             let (a, b, bias) = (rng.vec(m * k), rng.vec(k * n), rng.vec(n));
