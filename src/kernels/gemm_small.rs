@@ -352,10 +352,10 @@ unsafe fn packed_groups<const G: usize>(p: &Plan, k: usize, index: &[__m512i; 10
             acc[g] = _mm512_fmadd_ps(_mm512_permutex2var_ps(s0[g], *idx, s1[g]), *b, acc[g]);
         }
     }
-    for g in 0..G {
+    for (g, &sum) in acc.iter().enumerate() {
         let v = match bias {
-            Some(b) => _mm512_add_ps(acc[g], b),
-            None => acc[g],
+            Some(b) => _mm512_add_ps(sum, b),
+            None => sum,
         };
         _mm512_mask_storeu_ps(p.v.c.add((i0 + g * per) * p.cols), out, v);
     }
