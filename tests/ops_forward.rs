@@ -189,6 +189,10 @@ fn losses_match_their_definitions() {
     assert!((g.item(ce).unwrap() - (lse1 - 3.)).abs() < 1e-12, "ignored rows leave the mean");
     let bad = g.from_i64(&[3, 0], &[2]).unwrap();
     assert_eq!(g.cross_entropy(z, bad).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let negative = g.from_i64(&[0, -5], &[2]).unwrap();
+    let e = g.cross_entropy(z, negative).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.message().contains("target -5"), "the error names the target: {}", e.message());
     let x = t(&mut g, &[0., 100., -100.], &[3]);
     let tt = t(&mut g, &[1., 1., 0.], &[3]);
     let l = g.binary_cross_entropy_with_logits(x, tt, Reduction::Sum).unwrap();
