@@ -237,34 +237,29 @@ impl Graph {
         let (n, c) = (sl.dim(0), sl.dim(1));
         float_dispatch!(self.dtype(logits)?, T => {
             let mut out = self.alloc::<T>(n * c)?;
-            let mut ws = self.alloc::<T>(n)?;
             let (tv, gv, q) = (self.data_i64(target)?, self.data::<T>(g)?, self.data::<T>(unit)?);
-            let count = tv.iter().filter(|&&t| t != ignore_index).count();
-            // Each row's weight: the upstream gradient's share, 0 for an ignored target.
-            let shared = match reduction {
+            // The upstream gradient's share of each row that counts.
+            let shared = T::from_f64(match reduction {
                 Reduction::None => 0.0,
                 Reduction::Sum => gv[0].to_f64(),
-                Reduction::Mean => gv[0].to_f64() / count as f64,
-            };
-            let shared = T::from_f64(shared);
-            for ((w, &t), i) in ws.iter_mut().zip(tv).zip(0..) {
-                *w = if t == ignore_index {
-                    T::ZERO
-                } else if reduction == Reduction::None {
-                    gv[i]
-                } else {
-                    shared
-                };
-            }
+                Reduction::Mean => gv[0].to_f64() / tv.iter().filter(|&&t| t != ignore_index).count() as f64,
+            });
             if reduction == Reduction::None || !shared.is_finite() {
-                // Row by row, so that an ignored row (weight 0, zeros in q) stays zeros whatever g is.
-                for ((o, q), &w) in out.chunks_exact_mut(c).zip(q.chunks_exact(c)).zip(ws.iter()) {
+                // Row by row with each row's weight (0 for an ignored target), so that an ignored row
+                // (zeros in q) stays zeros whatever g is.
+                for (((o, q), &t), i) in out.chunks_exact_mut(c).zip(q.chunks_exact(c)).zip(tv).zip(0..) {
+                    let w = if t == ignore_index {
+                        T::ZERO
+                    } else if reduction == Reduction::None {
+                        gv[i]
+                    } else {
+                        shared
+                    };
                     o.iter_mut().zip(q).for_each(|(o, &q)| *o = q * w);
                 }
             } else {
                 out.iter_mut().zip(q).for_each(|(o, &q)| *o = q * shared);
             }
-            self.release_scratch(T::wrap(ws));
             self.record(
                 Op::CrossEntropyBackward { grad: g, logits, target, reduction, label_smoothing: eps, ignore_index },
                 sl,
