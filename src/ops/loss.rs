@@ -6,6 +6,7 @@ use super::{grads, Grads, Op};
 use crate::dtype::Float;
 use crate::error::{bail, Result};
 use crate::graph::{Graph, Tensor};
+use crate::kernels::simd::vectorised;
 use crate::shape::Shape;
 
 /// How a loss reduces its per-element values, as PyTorch's `reduction=`.
@@ -133,7 +134,7 @@ impl Graph {
         // element with branches, it took 0.2–0.3 µs of the seed network's step.)
         let targets = self.data_i64(target)?;
         let ignore = opt.ignore_index;
-        let (count, any_bad) = crate::kernels::simd::vectorised(|| {
+        let (count, any_bad) = vectorised(|| {
             targets.iter().fold((0usize, false), |(count, bad), &t| (count + (t != ignore) as usize, bad | ((t != ignore) & (t as u64 >= c as u64))))
         });
         if any_bad {
@@ -242,7 +243,7 @@ impl Graph {
             let shared = T::from_f64(match reduction {
                 Reduction::None => 0.0,
                 Reduction::Sum => gv[0].to_f64(),
-                Reduction::Mean => gv[0].to_f64() / tv.iter().filter(|&&t| t != ignore_index).count() as f64,
+                Reduction::Mean => gv[0].to_f64() / vectorised(|| tv.iter().filter(|&&t| t != ignore_index).count()) as f64,
             });
             if reduction == Reduction::None || !shared.is_finite() {
                 // Row by row with each row's weight (0 for an ignored target), so that an ignored row
@@ -258,7 +259,7 @@ impl Graph {
                     o.iter_mut().zip(q).for_each(|(o, &q)| *o = q * w);
                 }
             } else {
-                out.iter_mut().zip(q).for_each(|(o, &q)| *o = q * shared);
+                vectorised(|| out.iter_mut().zip(q).for_each(|(o, &q)| *o = q * shared));
             }
             self.record(
                 Op::CrossEntropyBackward { grad: g, logits, target, reduction, label_smoothing: eps, ignore_index },
