@@ -6,7 +6,9 @@
 //! - **B in registers** when A's rows are contiguous and the depth is small (a layer's forward,
 //!   x·Wᵀ, and the input gradient g·W): the k rows of B (at most 16 columns) are loaded into
 //!   registers once, and each row of C is a chain of k fused multiply-adds of broadcast elements of
-//!   A's row, eight rows interleaved.
+//!   A's row, eight rows interleaved. Outputs of at most five columns put several rows in one
+//!   vector instead ([`packed_rows`]), and a layer's bias can be added as the sums are stored
+//!   ([`sgemm_bias`]).
 //! - **Register tiles over adjacent rows** when A's columns are contiguous (a weight gradient gᵀ·x,
 //!   with a depth of the batch size): an MR×16 or MR×32 tile of C accumulates over k, broadcasting
 //!   A's MR adjacent values and loading B's row with masked loads (masked-off lanes never fault, so a
