@@ -347,7 +347,8 @@ unsafe fn packed_groups<const G: usize>(p: &Plan, k: usize, index: &[__m512i; 10
     for g in 0..G {
         let a = p.v.a.add((i0 + g * per) * k);
         s0[g] = _mm512_maskz_loadu_ps(lo, a);
-        s1[g] = _mm512_maskz_loadu_ps(hi, a.add(16));
+        // wrapping_add: with span ≤ 16 (hi empty, nothing read) a + 16 may lie past A's buffer.
+        s1[g] = _mm512_maskz_loadu_ps(hi, a.wrapping_add(16));
     }
     for (idx, b) in index.iter().zip(brow).take(k) {
         for g in 0..G {
