@@ -604,17 +604,19 @@ unsafe fn tile<const MR: usize, const NV: usize>(
         // The next block's length (never longer than this one: only the last block is shorter).
         let kc2 = if few_chains { kstep.min(k - pc - kc) } else { 0 };
         let (mut acc, mut acc2) = ([[_mm512_setzero_ps(); NV]; MR], [[_mm512_setzero_ps(); NV]; MR]);
+        // The pointers move with wrapping arithmetic: after the last k (and for a second block
+        // that does not exist) they point past the operands, where they are never read.
         let (mut ap, mut bp) = (a.offset(pc as isize * csa), b.offset(pc as isize * rsb));
-        let (mut ap2, mut bp2) = (ap.offset(kc as isize * csa), bp.offset(kc as isize * rsb));
+        let (mut ap2, mut bp2) = (ap.wrapping_offset(kc as isize * csa), bp.wrapping_offset(kc as isize * rsb));
         for _ in 0..kc2 {
             step(&mut acc, ap, bp, masks);
             step(&mut acc2, ap2, bp2, masks);
-            (ap, bp) = (ap.offset(csa), bp.offset(rsb));
-            (ap2, bp2) = (ap2.offset(csa), bp2.offset(rsb));
+            (ap, bp) = (ap.wrapping_offset(csa), bp.wrapping_offset(rsb));
+            (ap2, bp2) = (ap2.wrapping_offset(csa), bp2.wrapping_offset(rsb));
         }
         for _ in kc2..kc {
             step(&mut acc, ap, bp, masks);
-            (ap, bp) = (ap.offset(csa), bp.offset(rsb));
+            (ap, bp) = (ap.wrapping_offset(csa), bp.wrapping_offset(rsb));
         }
         store(&acc, if pc == 0 { beta } else { 1.0 });
         if kc2 > 0 {
