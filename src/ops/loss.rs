@@ -134,11 +134,12 @@ impl Graph {
         // element with branches, it took 0.2–0.3 µs of the seed network's step.)
         let targets = self.data_i64(target)?;
         let ignore = opt.ignore_index;
+        let out_of_range = |t: i64| (t != ignore) & (t as u64 >= c as u64);
         let (count, any_bad) = vectorised(|| {
-            targets.iter().fold((0usize, false), |(count, bad), &t| (count + (t != ignore) as usize, bad | ((t != ignore) & (t as u64 >= c as u64))))
+            targets.iter().fold((0usize, false), |(count, bad), &t| (count + (t != ignore) as usize, bad | out_of_range(t)))
         });
         if any_bad {
-            let bad = targets.iter().find(|&&t| t != ignore && t as u64 >= c as u64).copied().unwrap_or_default();
+            let bad = targets.iter().copied().find(|&t| out_of_range(t)).unwrap_or_default();
             bail!(InvalidArgument, "cross_entropy: target {} is out of range for {} classes", bad, c);
         }
         let out_shape = reduced_shape(&st, opt.reduction);
