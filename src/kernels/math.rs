@@ -384,7 +384,7 @@ mod avx512 {
             let m = cols.iter().fold(splat(f32::NEG_INFINITY), |m, &v| max_nan(m, v));
             let mut s = _mm512_setzero_ps();
             for col in cols.iter_mut() {
-                *col = exp(_mm512_sub_ps(*col, m));
+                *col = exp_not_above(_mm512_sub_ps(*col, m));
                 s = _mm512_add_ps(s, *col);
             }
             (m, s)
@@ -475,20 +475,23 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     pub(super) unsafe fn exp(x: __m512) -> __m512 {
-        let y = exp_not_above(_mm512_min_ps(x, splat(88.7)));
-        let y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, splat(88.7)), y, splat(f32::INFINITY));
-        _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), y, x)
+        // min(88.7, x), not min(x, 88.7): vminps returns its second operand when either is NaN.
+        let y = exp_not_above(_mm512_min_ps(splat(88.7), x));
+        _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, splat(88.7)), y, splat(f32::INFINITY))
     }
 
-    /// [`exp`] for arguments of at most 88.7, where it cannot overflow (NaN gives an unspecified
-    /// number): the sigmoid's e^−|x| skips the overflow and NaN blends, a seventh of its work.
+    /// [`exp`] for arguments of at most 88.7, where it cannot overflow (NaN stays NaN): the
+    /// sigmoid's e^−|x| and the softmax's e^(x − max) skip the overflow test.
     ///
     /// # Safety
     /// The CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn exp_not_above(x: __m512) -> __m512 {
-        let xc = _mm512_max_ps(x, splat(-87.3));
+        // max(−87.3, x) keeps a NaN x (vmaxps returns its second operand when either is NaN), which
+        // then runs through to the result; results below −87.3 (subnormal, and slow to produce
+        // where subnormals are not flushed) are zeroed by the final scaling's mask.
+        let xc = _mm512_max_ps(splat(-87.3), x);
         let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(xc, splat(std::f32::consts::LOG2_E)));
         let r = _mm512_fnmadd_ps(n, splat(0.693_359_4), xc);
         let r = _mm512_fnmadd_ps(n, splat(-2.121_944_4e-4), r);
@@ -496,9 +499,9 @@ mod avx512 {
         for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5e-1] {
             p = _mm512_fmadd_ps(p, r, splat(c));
         }
-        let e = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), splat(1.0));
-        let y = _mm512_scalef_ps(e, n);
-        _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, splat(-87.3)), y, _mm512_setzero_ps())
+        // 1 + r + r²·p as (p·r + 1)·r + 1: two multiply-adds instead of three operations.
+        let e = _mm512_fmadd_ps(_mm512_fmadd_ps(p, r, splat(1.0)), r, splat(1.0));
+        _mm512_maskz_scalef_ps(_mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, splat(-87.3)), e, n)
     }
 
     /// ln x: x = m·2ᵉ with m in [√½, √2), ln(1 + f) by Cephes' logf polynomial, plus e·ln2 in two
@@ -565,14 +568,14 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     pub(super) unsafe fn sigmoid(x: __m512) -> __m512 {
-        let e = exp_not_above(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
+        // −|x|: the sign bit set (a NaN stays NaN and runs through to the result).
+        let e = exp_not_above(_mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN))));
         // 1/d for d = 1 + e in (1, 2]: the 14-bit reciprocal estimate and one Newton step, within an
         // ulp of the quotient and about three times cheaper than vdivps, which bounded this loop.
         let d = _mm512_add_ps(splat(1.0), e);
         let r = _mm512_rcp14_ps(d);
         let s = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, splat(2.0)));
-        let y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps()), s, _mm512_mul_ps(e, s));
-        _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), y, x)
+        _mm512_mask_mul_ps(s, _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps()), e, s)
     }
 }
 
