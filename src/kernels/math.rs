@@ -376,12 +376,14 @@ mod avx512 {
             }
         }
 
-        /// Each row's max (NaN-propagating) and Σ e^(x − max), replacing each column by its
-        /// exponentials e^(x − max).
+        /// Each row's max and Σ e^(x − max), replacing each column by its exponentials e^(x − max).
+        /// The max is NaN for a row holding a NaN when `NAN_MAX`, else the max of its other
+        /// elements (the sum is NaN either way: a NaN runs through x − max and e^x).
         #[inline(always)]
-        unsafe fn max_and_exp_sum(self, cols: &mut [__m512; 32]) -> (__m512, __m512) {
+        unsafe fn max_and_exp_sum<const NAN_MAX: bool>(self, cols: &mut [__m512; 32]) -> (__m512, __m512) {
             let cols = &mut cols[..self.c];
-            let m = cols.iter().fold(splat(f32::NEG_INFINITY), |m, &v| max_nan(m, v));
+            // vmaxps returns its second operand, the running max, when v is NaN.
+            let m = cols.iter().fold(splat(f32::NEG_INFINITY), |m, &v| if NAN_MAX { max_nan(m, v) } else { _mm512_max_ps(v, m) });
             let mut s = _mm512_setzero_ps();
             for col in cols.iter_mut() {
                 *col = exp_not_above(_mm512_sub_ps(*col, m));
@@ -419,7 +421,7 @@ mod avx512 {
         let mut cols = [_mm512_setzero_ps(); 32];
         RowBlock::each(maxes.len(), c, |b| {
             b.columns(x, &mut cols);
-            let (m, s) = b.max_and_exp_sum(&mut cols);
+            let (m, s) = b.max_and_exp_sum::<true>(&mut cols);
             for (j, &ej) in cols[..c].iter().enumerate() {
                 b.set_column(e, j, ej);
             }
@@ -442,23 +444,25 @@ mod avx512 {
             let (t32, keep) = b.targets(targets, ignore);
             b.columns(x, &mut cols);
             let sum_x = if eps > 0.0 { cols[..c].iter().fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v)) } else { _mm512_setzero_ps() };
-            let (m, s) = b.max_and_exp_sum(&mut cols);
+            // A NaN or +inf logit makes s NaN, and with it the row's loss and gradient.
+            let (m, s) = b.max_and_exp_sum::<false>(&mut cols);
             if let Some(u) = unit.as_deref_mut() {
                 let inv = _mm512_div_ps(splat(1.0), s);
                 for (j, &ej) in cols[..c].iter().enumerate() {
-                    let q = _mm512_sub_ps(_mm512_mul_ps(ej, inv), off);
-                    let is_t = _mm512_cmpeq_epi32_mask(t32, _mm512_set1_epi32(j as i32));
-                    b.set_column(u, j, _mm512_maskz_mov_ps(keep, _mm512_mask_sub_ps(q, is_t, q, keep_t)));
+                    // e_j/s − ε/c, then − (1 − ε) at the target; zeros in ignored rows.
+                    let q = _mm512_maskz_fmsub_ps(keep, ej, inv, off);
+                    let is_t = _mm512_mask_cmpeq_epi32_mask(keep, t32, _mm512_set1_epi32(j as i32));
+                    b.set_column(u, j, _mm512_mask_sub_ps(q, is_t, q, keep_t));
                 }
             }
-            let lse = _mm512_add_ps(ln(s), m);
+            let lse = _mm512_add_ps(ln_positive(s), m);
             let xt = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), keep, _mm512_add_epi32(b.offsets, t32), x.as_ptr().add(b.i0 * c));
-            let mut l = _mm512_mul_ps(splat(1.0 - eps), _mm512_sub_ps(lse, xt));
+            let mut l = _mm512_maskz_mul_ps(keep, splat(1.0 - eps), _mm512_sub_ps(lse, xt));
             if eps > 0.0 {
                 let mean_logp = _mm512_sub_ps(_mm512_div_ps(sum_x, splat(c as f32)), lse);
-                l = _mm512_fnmadd_ps(splat(eps), mean_logp, l);
+                l = _mm512_maskz_fnmadd_ps(keep, splat(eps), mean_logp, l);
             }
-            b.store(out, _mm512_maskz_mov_ps(keep, l));
+            b.store(out, l);
         });
     }
 
@@ -513,6 +517,21 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     pub(super) unsafe fn ln(x: __m512) -> __m512 {
+        let r = ln_positive(x);
+        let r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, _mm512_setzero_ps()), r, splat(f32::NEG_INFINITY));
+        let r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, splat(f32::INFINITY)), r, x);
+        // Negative numbers and NaN.
+        _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_NGE_UQ>(x, _mm512_setzero_ps()), r, splat(f32::NAN))
+    }
+
+    /// [`ln`] of a positive finite number or NaN (which runs through to the result): a softmax
+    /// denominator, at least 1, skips the tests for 0, +inf and negative numbers.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn ln_positive(x: __m512) -> __m512 {
         let one = splat(1.0);
         // m in [0.5, 1) and e with x = m·2ᵉ.
         let m = _mm512_getmant_ps::<_MM_MANT_NORM_P5_1, _MM_MANT_SIGN_ZERO>(x);
@@ -529,11 +548,7 @@ mod avx512 {
         let y = _mm512_mul_ps(_mm512_mul_ps(y, f), z);
         let y = _mm512_fmadd_ps(e, splat(-2.121_944_4e-4), y);
         let y = _mm512_fnmadd_ps(splat(0.5), z, y);
-        let r = _mm512_fmadd_ps(e, splat(0.693_359_4), _mm512_add_ps(f, y));
-        let r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, _mm512_setzero_ps()), r, splat(f32::NEG_INFINITY));
-        let r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, splat(f32::INFINITY)), r, x);
-        // Negative numbers and NaN.
-        _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_NGE_UQ>(x, _mm512_setzero_ps()), r, splat(f32::NAN))
+        _mm512_fmadd_ps(e, splat(0.693_359_4), _mm512_add_ps(f, y))
     }
 
     /// tanh x, within 2 ulp; ±inf give ±1, NaN stays NaN.
