@@ -154,19 +154,28 @@ impl Graph {
             let mut unit = if keep_unit { Some(self.alloc::<T>(n * c)?) } else { None };
             let (x, tv) = (self.data::<T>(logits)?, self.data_i64(target)?);
             let total = if T::cross_entropy_rows(x, c, tv, opt.ignore_index, T::from_f64(eps), &mut rows, unit.as_deref_mut()) {
-                // Four partial sums: one running float64 sum is a chain of dependent adds.
-                let mut acc = [0.0f64; 4];
-                let quads = rows.chunks_exact(4);
-                let rest = quads.remainder();
-                for quad in quads {
-                    for (a, &l) in acc.iter_mut().zip(quad) {
+                // Sixteen partial sums (rows i, i + 16, …), added pairwise at the end: one running
+                // float64 sum is a chain of dependent adds, and four chains of 125 adds still took
+                // 0.15 µs of the seed network's 500 rows.
+                let mut acc = [0.0f64; 16];
+                let blocks = rows.chunks_exact(16);
+                let rest = blocks.remainder();
+                for block in blocks {
+                    for (a, &l) in acc.iter_mut().zip(block) {
                         *a += l.to_f64();
                     }
                 }
                 for (a, &l) in acc.iter_mut().zip(rest) {
                     *a += l.to_f64();
                 }
-                (acc[0] + acc[1]) + (acc[2] + acc[3])
+                let mut width = 16;
+                while width > 1 {
+                    width /= 2;
+                    for i in 0..width {
+                        acc[i] += acc[i + width];
+                    }
+                }
+                acc[0]
             } else {
                 let mut e = self.alloc::<T>(n * c)?;
                 let mut stats = self.alloc::<T>(3 * n)?;
