@@ -152,7 +152,7 @@ impl Graph {
         Ok(self.insert(shape, buf, None, false))
     }
 
-    fn copy_of<T: Float>(&mut self, t: Tensor) -> Result<Vec<T>> {
+    fn copy_of<T: Float>(&mut self, t: Tensor) -> Result<crate::dtype::Block<T>> {
         let n = self.numel(t)?;
         let mut out = self.alloc::<T>(n)?;
         out.copy_from_slice(self.data::<T>(t)?);

@@ -184,7 +184,7 @@ impl Graph {
         for &t in bump {
             self.entry_mut(t)?.version += 1;
         }
-        Ok(T::slice_mut(&mut self.regions[region as usize]).expect("dtype checked above").as_mut_slice())
+        Ok(T::slice_mut(&mut self.regions[region as usize]).expect("dtype checked above"))
     }
 
     /// The values of every parameter of the group, one after the other in the group's order.

@@ -8,7 +8,7 @@
 //! system after its first step. The bytes held (live and pooled) never exceed the memory limit: past it an
 //! allocation returns [`ErrorKind::OutOfMemory`](crate::ErrorKind::OutOfMemory).
 
-use crate::dtype::{Buf, DType, Float};
+use crate::dtype::{Block, Buf, DType, Float};
 use crate::error::{bail, err, Result};
 use crate::ops::Op;
 use crate::rng::Generator;
@@ -63,7 +63,7 @@ pub(crate) struct Node {
 /// Free buffers by length. Keyed by a buffer length the program itself chose, so the default SipHash's
 /// protection against crafted keys buys nothing here, and it cost a fifth of a small op's time (W4).
 #[doc(hidden)]
-pub type PoolMap<T> = HashMap<usize, Vec<Vec<T>>, std::hash::BuildHasherDefault<LenHasher>>;
+pub type PoolMap<T> = HashMap<usize, Vec<Block<T>>, std::hash::BuildHasherDefault<LenHasher>>;
 
 /// A multiplicative hash of one usize (Fibonacci hashing, high bits folded into the low ones that
 /// pick the bucket).
@@ -230,7 +230,7 @@ impl Graph {
     }
 
     /// A buffer of `n` elements (contents unspecified), from the pool when one of that length is free.
-    pub(crate) fn alloc<T: Pooled>(&mut self, n: usize) -> Result<Vec<T>> {
+    pub(crate) fn alloc<T: Pooled>(&mut self, n: usize) -> Result<Block<T>> {
         if let Some(v) = T::bucket(&mut self.pool).get_mut(&n).and_then(|b| b.pop()) {
             self.pool.bytes -= n * std::mem::size_of::<T>();
             return Ok(v);
@@ -248,14 +248,11 @@ impl Graph {
                 );
             }
         }
-        let mut v = Vec::new();
-        v.try_reserve_exact(n).map_err(|_| err!(OutOfMemory, "the system could not allocate {} bytes", bytes))?;
-        v.resize(n, T::default());
-        Ok(v)
+        Block::try_filled(n, T::default()).map_err(|_| err!(OutOfMemory, "the system could not allocate {} bytes", bytes))
     }
 
     /// A zero-filled buffer of `n` elements.
-    pub(crate) fn alloc_zeroed<T: Pooled>(&mut self, n: usize) -> Result<Vec<T>> {
+    pub(crate) fn alloc_zeroed<T: Pooled>(&mut self, n: usize) -> Result<Block<T>> {
         let mut v = self.alloc::<T>(n)?;
         v.iter_mut().for_each(|x| *x = T::default());
         Ok(v)
@@ -614,7 +611,7 @@ impl Graph {
     /// (`torch.empty(...).uniform_(low, high)` exactly).
     pub fn rand(&mut self, dims: &[usize], low: f64, high: f64, dtype: DType) -> Result<Tensor> {
         let t = self.zeros(dims, dtype)?;
-        let mut buf = std::mem::replace(&mut self.entry_mut(t)?.buf, Buf::F32(Vec::new()));
+        let mut buf = std::mem::replace(&mut self.entry_mut(t)?.buf, Buf::F32(Block::new()));
         match &mut buf {
             Buf::F32(v) => v.iter_mut().for_each(|x| *x = self.rng.uniform_f32(low as f32, high as f32)),
             Buf::F64(v) => v.iter_mut().for_each(|x| *x = self.rng.uniform_f64(low, high)),
@@ -628,7 +625,7 @@ impl Graph {
     /// A leaf tensor of normal samples, as `torch.randn(...) * std + mean`.
     pub fn randn(&mut self, dims: &[usize], mean: f64, std: f64, dtype: DType) -> Result<Tensor> {
         let t = self.zeros(dims, dtype)?;
-        let mut buf = std::mem::replace(&mut self.entry_mut(t)?.buf, Buf::F32(Vec::new()));
+        let mut buf = std::mem::replace(&mut self.entry_mut(t)?.buf, Buf::F32(Block::new()));
         match &mut buf {
             Buf::F32(v) => self.rng.fill_normal_f32(v, mean as f32, std as f32),
             Buf::F64(v) => self.rng.fill_normal_f64(v, mean, std),
@@ -645,7 +642,7 @@ impl Graph {
             bail!(InvalidArgument, "randint needs low < high, got [{}, {})", low, high);
         }
         let t = self.zeros(dims, DType::I64)?;
-        let mut buf = std::mem::replace(&mut self.entry_mut(t)?.buf, Buf::I64(Vec::new()));
+        let mut buf = std::mem::replace(&mut self.entry_mut(t)?.buf, Buf::I64(Block::new()));
         if let Buf::I64(v) = &mut buf {
             v.iter_mut().for_each(|x| *x = self.rng.randint(low, high));
         }
@@ -801,6 +798,24 @@ mod tests {
         g.set_memory_limit(1000).unwrap();
         assert_eq!(g.zeros(&[1000], DType::F32).unwrap_err().kind(), ErrorKind::OutOfMemory);
         assert!(g.zeros(&[100], DType::F32).is_ok());
+    }
+
+    #[test]
+    fn every_buffer_starts_on_a_cache_line() {
+        let mut g = Graph::new();
+        for n in [1usize, 3, 13, 16, 17, 500, 6500] {
+            let x = g.rand(&[n], -1.0, 1.0, DType::F32).unwrap();
+            let y = g.relu(x).unwrap();
+            let z = g.rand(&[n], -1.0, 1.0, DType::F64).unwrap();
+            let i = g.randint(0, 5, &[n]).unwrap();
+            let ptrs = [g.data::<f32>(x).unwrap().as_ptr() as usize, g.data::<f32>(y).unwrap().as_ptr() as usize, g.data::<f64>(z).unwrap().as_ptr() as usize, g.data_i64(i).unwrap().as_ptr() as usize];
+            assert!(ptrs.iter().all(|p| p % 64 == 0), "n = {n}: {:?}", ptrs.map(|p| p % 64));
+            // Buffers that come back from the pool are still aligned, and hold exactly n elements.
+            g.reset();
+            let again = g.zeros(&[n], DType::F32).unwrap();
+            assert_eq!(g.data::<f32>(again).unwrap().len(), n);
+            assert_eq!(g.data::<f32>(again).unwrap().as_ptr() as usize % 64, 0);
+        }
     }
 
     #[test]
