@@ -62,6 +62,18 @@ impl<T: Copy> Block<T> {
         let start = vec.as_ptr().align_offset(64).min(pad);
         Ok(Block { vec, start, len })
     }
+
+    /// The number of elements (without slicing the Vec first, as the slice's `len` would).
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the block holds no element.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl<T: Copy> Default for Block<T> {
