@@ -33,7 +33,7 @@ impl DType {
     }
 }
 
-/// A tensor's elements: a `Vec` over-allocated by up to 64 bytes, the elements starting at the first
+/// A tensor's elements: a `Vec` over-allocated by less than 64 bytes, the elements starting at the first
 /// 64-byte boundary (a cache line, and one AVX-512 vector) in it, so that the vector loops over a
 /// buffer load and store whole lines. Vec alone gives the allocator's 16-byte alignment, with which
 /// every 64-byte store of an elementwise pass straddles two lines (relu over 6,500 floats 0.71 →
@@ -47,15 +47,22 @@ pub struct Block<T> {
 }
 
 impl<T: Copy> Block<T> {
+    /// The least size in bytes that is aligned. Smaller buffers (a few vectors at most, where a
+    /// straddling store costs little) are not padded, so that a graph of many scalars takes no more
+    /// memory than it counts: the graph's memory use counts elements, not the padding, which stays
+    /// under a quarter of any buffer.
+    pub const ALIGNED_FROM: usize = 256;
+
     /// An empty block (allocates nothing).
     pub const fn new() -> Block<T> {
         Block { vec: Vec::new(), start: 0, len: 0 }
     }
 
-    /// `len` copies of `value`, starting on a 64-byte boundary; an error if the allocator refuses.
+    /// `len` copies of `value`, starting on a 64-byte boundary when they take at least
+    /// [`Block::ALIGNED_FROM`] bytes; an error if the allocator refuses.
     pub fn try_filled(len: usize, value: T) -> Result<Block<T>, std::collections::TryReserveError> {
         let size = std::mem::size_of::<T>().max(1);
-        let pad = if len == 0 { 0 } else { 64usize.div_ceil(size) - 1 };
+        let pad = if len.saturating_mul(size) < Self::ALIGNED_FROM { 0 } else { 64usize.div_ceil(size) - 1 };
         let mut vec = Vec::new();
         vec.try_reserve_exact(len.saturating_add(pad))?;
         vec.resize(len + pad, value);
