@@ -46,23 +46,23 @@ pub struct Block<T> {
     len: usize,
 }
 
-impl<T: Copy> Block<T> {
-    /// The least size in bytes that is aligned. Smaller buffers (a few vectors at most, where a
-    /// straddling store costs little) are not padded, so that a graph of many scalars takes no more
-    /// memory than it counts: the graph's memory use counts elements, not the padding, which stays
-    /// under a quarter of any buffer.
-    pub const ALIGNED_FROM: usize = 256;
+/// The least size in bytes of a [`Block`] that is aligned. Smaller buffers (a few vectors at most,
+/// where a straddling store costs little) are not padded, so that a graph of many scalars takes no
+/// more memory than it counts: the graph's memory use counts elements, not the padding, which stays
+/// under a quarter of any buffer.
+const ALIGNED_FROM: usize = 256;
 
+impl<T: Copy> Block<T> {
     /// An empty block (allocates nothing).
     pub const fn new() -> Block<T> {
         Block { vec: Vec::new(), start: 0, len: 0 }
     }
 
     /// `len` copies of `value`, starting on a 64-byte boundary when they take at least
-    /// [`Block::ALIGNED_FROM`] bytes; an error if the allocator refuses.
+    /// [`ALIGNED_FROM`] bytes; an error if the allocator refuses.
     pub fn try_filled(len: usize, value: T) -> Result<Block<T>, std::collections::TryReserveError> {
         let size = std::mem::size_of::<T>().max(1);
-        let pad = if len.saturating_mul(size) < Self::ALIGNED_FROM { 0 } else { 64usize.div_ceil(size) - 1 };
+        let pad = if len.saturating_mul(size) < ALIGNED_FROM { 0 } else { 64usize.div_ceil(size) - 1 };
         let mut vec = Vec::new();
         vec.try_reserve_exact(len.saturating_add(pad))?;
         vec.resize(len + pad, value);
