@@ -7,7 +7,7 @@
 //! untouched and can build a differentiable result (create_graph); no-grad mode; detach; a version
 //! counter that catches writes to saved tensors; ops without a gradient fail by name.
 
-use crate::dtype::{Buf, Float};
+use crate::dtype::{Block, Buf, Float};
 use crate::error::{bail, err, Result};
 use crate::graph::{Graph, Tensor};
 use crate::ops::elementwise::float_dispatch;
@@ -152,7 +152,7 @@ impl Graph {
         Ok(self.insert(shape, buf, None, false))
     }
 
-    fn copy_of<T: Float>(&mut self, t: Tensor) -> Result<crate::dtype::Block<T>> {
+    fn copy_of<T: Float>(&mut self, t: Tensor) -> Result<Block<T>> {
         let n = self.numel(t)?;
         let mut out = self.alloc::<T>(n)?;
         out.copy_from_slice(self.data::<T>(t)?);

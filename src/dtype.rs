@@ -41,9 +41,10 @@ impl DType {
 /// the buffers in L2).
 #[doc(hidden)]
 pub struct Block<T> {
+    /// The padding, then the elements (the Vec ends with the last element).
     vec: Vec<T>,
+    /// Where the elements start.
     start: usize,
-    len: usize,
 }
 
 /// The least size in bytes of a [`Block`] that is aligned. Smaller buffers (a few vectors at most,
@@ -55,7 +56,7 @@ const ALIGNED_FROM: usize = 256;
 impl<T: Copy> Block<T> {
     /// An empty block (allocates nothing).
     pub const fn new() -> Block<T> {
-        Block { vec: Vec::new(), start: 0, len: 0 }
+        Block { vec: Vec::new(), start: 0 }
     }
 
     /// `len` copies of `value`, starting on a 64-byte boundary when they take at least
@@ -67,19 +68,20 @@ impl<T: Copy> Block<T> {
         vec.try_reserve_exact(len.saturating_add(pad))?;
         vec.resize(len + pad, value);
         let start = vec.as_ptr().align_offset(64).min(pad);
-        Ok(Block { vec, start, len })
+        vec.truncate(start + len);
+        Ok(Block { vec, start })
     }
 
     /// The number of elements (without slicing the Vec first, as the slice's `len` would).
     #[inline(always)]
     pub fn len(&self) -> usize {
-        self.len
+        self.vec.len() - self.start
     }
 
     /// Whether the block holds no element.
     #[inline(always)]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 }
 
@@ -93,14 +95,14 @@ impl<T> std::ops::Deref for Block<T> {
     type Target = [T];
     #[inline(always)]
     fn deref(&self) -> &[T] {
-        &self.vec[self.start..self.start + self.len]
+        &self.vec[self.start..]
     }
 }
 
 impl<T> std::ops::DerefMut for Block<T> {
     #[inline(always)]
     fn deref_mut(&mut self) -> &mut [T] {
-        &mut self.vec[self.start..self.start + self.len]
+        &mut self.vec[self.start..]
     }
 }
 
