@@ -429,24 +429,28 @@ mod avx512 {
     }
 
     impl RowBlock<'_> {
-        /// Calls `f` on each block of `n` rows in order.
+        /// Calls `f` on each two blocks of `n` rows in order (the second empty, all its lanes
+        /// masked off, when the blocks are odd in number): a kernel that works on both at once gives
+        /// the processor two independent chains side by side.
         #[inline(always)]
-        unsafe fn each(n: usize, c: usize, mut f: impl FnMut(RowBlock)) {
+        unsafe fn pairs(n: usize, c: usize, mut f: impl FnMut([RowBlock; 2])) {
             let offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(c as i32));
             let shuffles = SHUFFLES.get(c.wrapping_sub(1));
+            let block = |i0: usize| {
+                let live = n.saturating_sub(i0).min(16);
+                RowBlock { i0, mask: crate::kernels::simd::lane_mask(live), live: live * c, offsets, c, shuffles }
+            };
             let mut i0 = 0;
             while i0 < n {
-                let live = (n - i0).min(16);
-                let mask = crate::kernels::simd::lane_mask(live);
-                f(RowBlock { i0, mask, live: live * c, offsets, c, shuffles });
-                i0 += 16;
+                f([block(i0), block(i0 + 16)]);
+                i0 += 32;
             }
         }
 
         /// Column j of the block of `x`.
         #[inline(always)]
         unsafe fn column(self, x: &[f32], j: usize) -> __m512 {
-            _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), self.mask, self.offsets, x.as_ptr().add(self.i0 * self.c + j))
+            _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), self.mask, self.offsets, x.as_ptr().wrapping_add(self.i0 * self.c + j))
         }
 
         /// The mask of the existing elements of the block's row-major vector q.
@@ -460,7 +464,7 @@ mod avx512 {
         unsafe fn columns(self, x: &[f32], cols: &mut [__m512; 32]) {
             match self.shuffles {
                 Some(s) => {
-                    let p = x.as_ptr().add(self.i0 * self.c);
+                    let p = x.as_ptr().wrapping_add(self.i0 * self.c);
                     let mut rows = [_mm512_setzero_ps(); SHUFFLED_MAX];
                     for (q, v) in rows.iter_mut().enumerate().take(self.c) {
                         *v = _mm512_maskz_loadu_ps(self.vector_mask(q), p.add(16 * q));
@@ -480,7 +484,7 @@ mod avx512 {
         unsafe fn set_columns(self, out: &mut [f32], cols: &[__m512; 32]) {
             match self.shuffles {
                 Some(s) => {
-                    let p = out.as_mut_ptr().add(self.i0 * self.c);
+                    let p = out.as_mut_ptr().wrapping_add(self.i0 * self.c);
                     let mut rows = [_mm512_setzero_ps(); SHUFFLED_MAX];
                     s.to_rows.apply(cols, &mut rows);
                     for (q, v) in rows.iter().enumerate().take(self.c) {
@@ -489,35 +493,19 @@ mod avx512 {
                 }
                 None => {
                     for (j, &v) in cols.iter().enumerate().take(self.c) {
-                        _mm512_mask_i32scatter_ps::<4>(out.as_mut_ptr().add(self.i0 * self.c + j), self.mask, self.offsets, v);
+                        _mm512_mask_i32scatter_ps::<4>(out.as_mut_ptr().wrapping_add(self.i0 * self.c + j), self.mask, self.offsets, v);
                     }
                 }
             }
-        }
-
-        /// Each row's max and Σ e^(x − max), replacing each column by its exponentials e^(x − max).
-        /// The max is NaN for a row holding a NaN when `NAN_MAX`, else the max of its other
-        /// elements (the sum is NaN either way: a NaN runs through x − max and e^x).
-        #[inline(always)]
-        unsafe fn max_and_exp_sum<const NAN_MAX: bool>(self, cols: &mut [__m512; 32]) -> (__m512, __m512) {
-            let cols = &mut cols[..self.c];
-            // vmaxps returns its second operand, the running max, when v is NaN.
-            let m = cols.iter().fold(splat(f32::NEG_INFINITY), |m, &v| if NAN_MAX { max_nan(m, v) } else { _mm512_max_ps(v, m) });
-            let mut s = _mm512_setzero_ps();
-            for col in cols.iter_mut() {
-                *col = exp_not_above(_mm512_sub_ps(*col, m));
-                s = _mm512_add_ps(s, *col);
-            }
-            (m, s)
         }
 
         /// The block's class indices as 32-bit lanes, and the lanes whose target is not `ignore`.
         #[inline(always)]
         unsafe fn targets(self, targets: &[i64], ignore: i64) -> (__m512i, __mmask16) {
             let (lo, hi) = (self.mask as u8, (self.mask >> 8) as u8);
-            let tp = targets.as_ptr().add(self.i0);
+            let tp = targets.as_ptr().wrapping_add(self.i0);
             let t_lo = _mm512_maskz_loadu_epi64(lo, tp as *const _);
-            let t_hi = _mm512_maskz_loadu_epi64(hi, tp.add(8) as *const _);
+            let t_hi = _mm512_maskz_loadu_epi64(hi, tp.wrapping_add(8) as *const _);
             let ign = _mm512_set1_epi64(ignore);
             let keep = (_mm512_mask_cmpneq_epi64_mask(lo, t_lo, ign) as u16) | ((_mm512_mask_cmpneq_epi64_mask(hi, t_hi, ign) as u16) << 8);
             let t32 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(t_lo)), _mm512_cvtepi64_epi32(t_hi));
@@ -527,28 +515,51 @@ mod avx512 {
         /// Stores one value per row of the block into `out` (one per row).
         #[inline(always)]
         unsafe fn store(self, out: &mut [f32], v: __m512) {
-            _mm512_mask_storeu_ps(out.as_mut_ptr().add(self.i0), self.mask, v);
+            _mm512_mask_storeu_ps(out.as_mut_ptr().wrapping_add(self.i0), self.mask, v);
         }
     }
 
-    /// Softmax parts of sixteen rows at a time (c ≤ 32): each column gathered across the rows.
+    /// Each row's max and Σ e^(x − max) in two blocks of c columns, replacing each column by its
+    /// exponentials e^(x − max), the blocks' steps interleaved. The max is NaN for a row holding a
+    /// NaN when `NAN_MAX`, else the max of its other elements (the sum is NaN either way: a NaN
+    /// runs through x − max and e^x).
+    #[inline(always)]
+    unsafe fn max_and_exp_sum<const NAN_MAX: bool>(c: usize, cols: &mut [[__m512; 32]; 2]) -> ([__m512; 2], [__m512; 2]) {
+        // vmaxps returns its second operand, the running max, when v is NaN.
+        let m = [0, 1].map(|h| cols[h][..c].iter().fold(splat(f32::NEG_INFINITY), |m, &v| if NAN_MAX { max_nan(m, v) } else { _mm512_max_ps(v, m) }));
+        let mut s = [_mm512_setzero_ps(); 2];
+        for j in 0..c {
+            for h in 0..2 {
+                cols[h][j] = exp_not_above(_mm512_sub_ps(cols[h][j], m[h]));
+                s[h] = _mm512_add_ps(s[h], cols[h][j]);
+            }
+        }
+        (m, s)
+    }
+
+    /// Softmax parts of sixteen rows at a time (c ≤ 32), two blocks at once.
     ///
     /// # Safety
     /// The CPU has AVX-512F; x and e hold n·c floats, maxes, sums and lse n (n = maxes.len()); c ≤ 32.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn softmax_rows(x: &[f32], c: usize, e: &mut [f32], maxes: &mut [f32], sums: &mut [f32], lse: &mut [f32]) {
-        let mut cols = [_mm512_setzero_ps(); 32];
-        RowBlock::each(maxes.len(), c, |b| {
-            b.columns(x, &mut cols);
-            let (m, s) = b.max_and_exp_sum::<true>(&mut cols);
-            b.set_columns(e, &cols);
-            b.store(maxes, m);
-            b.store(sums, s);
-            b.store(lse, _mm512_add_ps(ln(s), m));
+        let mut cols = [[_mm512_setzero_ps(); 32]; 2];
+        RowBlock::pairs(maxes.len(), c, |bs| {
+            for (b, cols) in bs.iter().zip(cols.iter_mut()) {
+                b.columns(x, cols);
+            }
+            let (m, s) = max_and_exp_sum::<true>(c, &mut cols);
+            let lse_h = [0, 1].map(|h| _mm512_add_ps(ln(s[h]), m[h]));
+            for h in 0..2 {
+                bs[h].set_columns(e, &cols[h]);
+                bs[h].store(maxes, m[h]);
+                bs[h].store(sums, s[h]);
+                bs[h].store(lse, lse_h[h]);
+            }
         });
     }
 
-    /// Per-row cross-entropy, sixteen rows at a time (c ≤ 32), each column gathered across the rows.
+    /// Per-row cross-entropy, sixteen rows at a time (c ≤ 32), two blocks at once.
     ///
     /// # Safety
     /// The CPU has AVX-512F; x holds n·c floats, targets and out n (n = out.len()); every target is
@@ -556,31 +567,42 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn cross_entropy_rows(x: &[f32], c: usize, targets: &[i64], ignore: i64, eps: f32, out: &mut [f32], mut unit: Option<&mut [f32]>) {
         let (off, keep_t) = (splat(eps / c as f32), splat(1.0 - eps));
-        let (mut cols, mut grad) = ([_mm512_setzero_ps(); 32], [_mm512_setzero_ps(); 32]);
-        RowBlock::each(out.len(), c, |b| {
-            let (t32, keep) = b.targets(targets, ignore);
-            b.columns(x, &mut cols);
-            let sum_x = if eps > 0.0 { cols[..c].iter().fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v)) } else { _mm512_setzero_ps() };
-            // A NaN or +inf logit makes s NaN, and with it the row's loss and gradient.
-            let (m, s) = b.max_and_exp_sum::<false>(&mut cols);
-            if let Some(u) = unit.as_deref_mut() {
-                let inv = _mm512_div_ps(splat(1.0), s);
-                for (j, (g, &ej)) in grad.iter_mut().zip(&cols[..c]).enumerate() {
-                    // e_j/s − ε/c, then − (1 − ε) at the target; zeros in ignored rows.
-                    let q = _mm512_maskz_fmsub_ps(keep, ej, inv, off);
-                    let is_t = _mm512_mask_cmpeq_epi32_mask(keep, t32, _mm512_set1_epi32(j as i32));
-                    *g = _mm512_mask_sub_ps(q, is_t, q, keep_t);
+        let (mut cols, mut grad) = ([[_mm512_setzero_ps(); 32]; 2], [_mm512_setzero_ps(); 32]);
+        let zero = _mm512_setzero_ps();
+        RowBlock::pairs(out.len(), c, |bs| {
+            let (mut t32, mut keep, mut sum_x) = ([_mm512_setzero_si512(); 2], [0; 2], [zero; 2]);
+            for h in 0..2 {
+                (t32[h], keep[h]) = bs[h].targets(targets, ignore);
+                bs[h].columns(x, &mut cols[h]);
+                if eps > 0.0 {
+                    sum_x[h] = cols[h][..c].iter().fold(zero, |s, &v| _mm512_add_ps(s, v));
                 }
-                b.set_columns(u, &grad);
             }
-            let lse = _mm512_add_ps(ln_positive(s), m);
-            let xt = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), keep, _mm512_add_epi32(b.offsets, t32), x.as_ptr().add(b.i0 * c));
-            let mut l = _mm512_maskz_mul_ps(keep, splat(1.0 - eps), _mm512_sub_ps(lse, xt));
-            if eps > 0.0 {
-                let mean_logp = _mm512_sub_ps(_mm512_div_ps(sum_x, splat(c as f32)), lse);
-                l = _mm512_maskz_fnmadd_ps(keep, splat(eps), mean_logp, l);
+            // A NaN or +inf logit makes s NaN, and with it the row's loss and gradient.
+            let (m, s) = max_and_exp_sum::<false>(c, &mut cols);
+            if let Some(u) = unit.as_deref_mut() {
+                for h in 0..2 {
+                    let inv = _mm512_div_ps(splat(1.0), s[h]);
+                    for (j, (g, &ej)) in grad.iter_mut().zip(&cols[h][..c]).enumerate() {
+                        // e_j/s − ε/c, then − (1 − ε) at the target; zeros in ignored rows.
+                        let q = _mm512_maskz_fmsub_ps(keep[h], ej, inv, off);
+                        let is_t = _mm512_mask_cmpeq_epi32_mask(keep[h], t32[h], _mm512_set1_epi32(j as i32));
+                        *g = _mm512_mask_sub_ps(q, is_t, q, keep_t);
+                    }
+                    bs[h].set_columns(u, &grad);
+                }
             }
-            b.store(out, l);
+            let lse = [0, 1].map(|h| _mm512_add_ps(ln_positive(s[h]), m[h]));
+            for h in 0..2 {
+                let b = bs[h];
+                let xt = _mm512_mask_i32gather_ps::<4>(zero, keep[h], _mm512_add_epi32(b.offsets, t32[h]), x.as_ptr().wrapping_add(b.i0 * c));
+                let mut l = _mm512_maskz_mul_ps(keep[h], splat(1.0 - eps), _mm512_sub_ps(lse[h], xt));
+                if eps > 0.0 {
+                    let mean_logp = _mm512_sub_ps(_mm512_div_ps(sum_x[h], splat(c as f32)), lse[h]);
+                    l = _mm512_maskz_fnmadd_ps(keep[h], splat(eps), mean_logp, l);
+                }
+                b.store(out, l);
+            }
         });
     }
 
