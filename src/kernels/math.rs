@@ -528,11 +528,13 @@ mod avx512 {
         // vmaxps returns its second operand, the running max, when v is NaN.
         let m = [0, 1].map(|h| cols[h][..c].iter().fold(splat(f32::NEG_INFINITY), |m, &v| if NAN_MAX { max_nan(m, v) } else { _mm512_max_ps(v, m) }));
         let mut s = [_mm512_setzero_ps(); 2];
-        for j in 0..c {
-            for h in 0..2 {
-                cols[h][j] = exp_not_above(_mm512_sub_ps(cols[h][j], m[h]));
-                s[h] = _mm512_add_ps(s[h], cols[h][j]);
-            }
+        let [c0, c1] = cols;
+        for (x0, x1) in c0[..c].iter_mut().zip(&mut c1[..c]) {
+            // Column j of both blocks, one after the other.
+            *x0 = exp_not_above(_mm512_sub_ps(*x0, m[0]));
+            s[0] = _mm512_add_ps(s[0], *x0);
+            *x1 = exp_not_above(_mm512_sub_ps(*x1, m[1]));
+            s[1] = _mm512_add_ps(s[1], *x1);
         }
         (m, s)
     }
