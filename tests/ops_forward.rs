@@ -35,6 +35,23 @@ fn binary_ops_broadcast_like_pytorch() {
 }
 
 #[test]
+fn relu_keeps_nan_and_sends_every_other_nonpositive_value_to_plus_zero() {
+    // Past one vector of sixteen float32 (and a tail), so that the vectorised loop runs too.
+    let specials = [f32::NAN, -0.0, 0.0, f32::NEG_INFINITY, f32::INFINITY, -1e-45, 1e-45, -3.5, 2.5];
+    let x: Vec<f32> = (0..40).map(|i| specials[i % specials.len()]).collect();
+    let mut g = Graph::new();
+    let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    for dt in [DType::F32, DType::F64] {
+        let t = if dt == DType::F32 { g.from_slice(&x, &[40]) } else { g.from_slice(&x64, &[40]) }.unwrap();
+        let r = g.relu(t).unwrap();
+        for (i, (&v, got)) in x.iter().zip(g.to_vec_f32(r).unwrap()).enumerate() {
+            let want = if v.is_nan() || v > 0.0 { v } else { 0.0 };
+            assert!(got.to_bits() == want.to_bits() || (v.is_nan() && got.is_nan()), "{dt:?} element {i}: relu({v}) = {got}, want {want}");
+        }
+    }
+}
+
+#[test]
 fn unary_ops_compute_their_functions() {
     let mut g = Graph::new();
     let x = t(&mut g, &[-2.0, -0.5, 0.0, 1.0], &[4]);
