@@ -431,7 +431,9 @@ mod avx512 {
     impl RowBlock<'_> {
         /// Calls `f` on each two blocks of `n` rows in order (the second empty, all its lanes
         /// masked off, when the blocks are odd in number): a kernel that works on both at once gives
-        /// the processor two independent chains side by side.
+        /// the processor two independent chains side by side. A block's pointers are formed with
+        /// wrapping arithmetic, since an empty block's lie past the buffer; masked-off lanes are
+        /// never read or written.
         #[inline(always)]
         unsafe fn pairs(n: usize, c: usize, mut f: impl FnMut([RowBlock; 2])) {
             let offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(c as i32));
@@ -467,7 +469,7 @@ mod avx512 {
                     let p = x.as_ptr().wrapping_add(self.i0 * self.c);
                     let mut rows = [_mm512_setzero_ps(); SHUFFLED_MAX];
                     for (q, v) in rows.iter_mut().enumerate().take(self.c) {
-                        *v = _mm512_maskz_loadu_ps(self.vector_mask(q), p.add(16 * q));
+                        *v = _mm512_maskz_loadu_ps(self.vector_mask(q), p.wrapping_add(16 * q));
                     }
                     s.to_columns.apply(&rows, cols);
                 }
@@ -488,7 +490,7 @@ mod avx512 {
                     let mut rows = [_mm512_setzero_ps(); SHUFFLED_MAX];
                     s.to_rows.apply(cols, &mut rows);
                     for (q, v) in rows.iter().enumerate().take(self.c) {
-                        _mm512_mask_storeu_ps(p.add(16 * q), self.vector_mask(q), *v);
+                        _mm512_mask_storeu_ps(p.wrapping_add(16 * q), self.vector_mask(q), *v);
                     }
                 }
                 None => {
