@@ -103,17 +103,19 @@ fn row_tiles(rows: usize, cols: usize) -> impl Iterator<Item = (usize, usize)> {
     let wide = cols.min(32) > 16;
     let heights: &'static [usize] = if wide { &TILE_ROWS_2 } else { &TILE_ROWS_1 };
     let whole = (rows <= WHOLE_ROWS[wide as usize]).then_some((rows, 1));
-    // The main height only matters past one whole tile (its divisions cost a small product's
-    // plan a few nanoseconds).
-    let main = match whole {
-        Some(_) => 0,
-        None => heights[..heights.len() - 3]
-            .iter()
-            .copied()
-            .min_by_key(|&mr| (rows.div_ceil(mr) * (mr + 2), usize::MAX - mr))
-            .expect("heights are not empty"),
+    // The rows left for the greedy cut, and the main height that starts it: none when one tile
+    // takes them whole (the search's divisions cost a small product's plan a few nanoseconds).
+    let (main, mut left) = match whole {
+        Some(_) => (0, 0),
+        None => {
+            let main = heights[..heights.len() - 3]
+                .iter()
+                .copied()
+                .min_by_key(|&mr| (rows.div_ceil(mr) * (mr + 2), usize::MAX - mr))
+                .expect("heights are not empty");
+            (main, rows)
+        }
     };
-    let mut left = if whole.is_some() { 0 } else { rows };
     whole.into_iter().chain(heights.iter().filter(move |&&h| h <= main && left > 0).map(move |&h| {
         let count = left / h;
         left -= count * h;
