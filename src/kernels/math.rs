@@ -420,7 +420,8 @@ mod avx512 {
         i0: usize,
         /// The block's rows that exist (the last block may have fewer than sixteen).
         mask: __mmask16,
-        /// How many of its 16·c elements exist.
+        /// How many of its 16·c elements exist (kept beside `mask` rather than counted from it:
+        /// a popcount per vector made the cross-entropy of 500×3 about 6 % slower).
         live: usize,
         /// Lane r's offset from the block's first element: r·c.
         offsets: __m512i,
