@@ -1,5 +1,6 @@
 //! Element types and the buffers that hold them.
 
+use crate::kernels::math::Activation;
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
 
@@ -258,18 +259,19 @@ pub trait Float:
         b: &[Self], rsb: isize, csb: isize,
         beta: Self, c: &mut [Self], rsc: isize, csc: isize,
     );
-    /// C (m×n, contiguous) = A·B + bias in every row (bias: n values).
+    /// A linear layer's forward: C (m×n, contiguous) = act(A·B + bias in every row), the bias (n
+    /// values) and the activation each optional.
     #[allow(clippy::too_many_arguments)]
-    fn gemm_bias(
+    fn gemm_layer(
         m: usize, k: usize, n: usize,
         a: &[Self], rsa: isize, csa: isize,
         b: &[Self], rsb: isize, csb: isize,
-        bias: &[Self], c: &mut [Self],
+        bias: Option<&[Self]>, act: Option<Activation>, c: &mut [Self],
     );
 }
 
 macro_rules! impl_float {
-    ($t:ty, $variant:ident, $gemm:path, $gemm_bias:path, $erf:path, $exp:path, $ln:path, $sigmoid:path, $tanh:path, $softmax:path, $ce:path) => {
+    ($t:ty, $variant:ident, $gemm:path, $gemm_layer:path, $erf:path, $exp:path, $ln:path, $sigmoid:path, $tanh:path, $softmax:path, $ce:path) => {
         impl Float for $t {
             const DTYPE: DType = DType::$variant;
             const ZERO: Self = 0.0;
@@ -321,21 +323,21 @@ macro_rules! impl_float {
                 $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
             }
             #[inline]
-            fn gemm_bias(
+            fn gemm_layer(
                 m: usize, k: usize, n: usize,
                 a: &[Self], rsa: isize, csa: isize,
                 b: &[Self], rsb: isize, csb: isize,
-                bias: &[Self], c: &mut [Self],
+                bias: Option<&[Self]>, act: Option<Activation>, c: &mut [Self],
             ) {
-                $gemm_bias(m, k, n, a, rsa, csa, b, rsb, csb, bias, c)
+                $gemm_layer(m, k, n, a, rsa, csa, b, rsb, csb, bias, act, c)
             }
         }
     };
 }
 
-impl_float!(f32, F32, crate::kernels::gemm::sgemm, crate::kernels::gemm::sgemm_bias, crate::kernels::math::erf_f32,
+impl_float!(f32, F32, crate::kernels::gemm::sgemm, crate::kernels::gemm::sgemm_layer, crate::kernels::math::erf_f32,
     crate::kernels::math::exp_f32_in_place, crate::kernels::math::ln_f32_in_place, crate::kernels::math::sigmoid_f32, crate::kernels::math::tanh_f32,
     crate::kernels::math::softmax_rows_f32, crate::kernels::math::cross_entropy_rows_f32);
-impl_float!(f64, F64, crate::kernels::gemm::dgemm, crate::kernels::gemm::dgemm_bias, crate::kernels::math::erf_f64,
+impl_float!(f64, F64, crate::kernels::gemm::dgemm, crate::kernels::gemm::dgemm_layer, crate::kernels::math::erf_f64,
     crate::kernels::math::exp_f64_in_place, crate::kernels::math::ln_f64_in_place, crate::kernels::math::sigmoid_f64, crate::kernels::math::tanh_f64,
     crate::kernels::math::softmax_rows::<f64>, crate::kernels::math::cross_entropy_rows_f64);

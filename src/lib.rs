@@ -41,6 +41,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use flat::FlatParams;
 pub use graph::{Graph, Tensor};
 pub use kernels::denormals::{flush_denormal, set_flush_denormal};
+pub use kernels::math::Activation;
 pub use kernels::threads::{num_threads, set_num_threads};
 pub use ops::loss::CrossEntropyOptions;
 pub use ops::{Binary, OpKind, ReduceKind, Reduction, Unary};

@@ -3,7 +3,7 @@
 //! n = 1, sizes that leave partial tiles and several cache blocks) and alpha/beta; and our kernels
 //! against each other and across thread counts, where they must agree bit for bit.
 
-use bp::kernels::gemm::{sgemm, sgemm_bias, sgemm_on, SgemmPath};
+use bp::kernels::gemm::{sgemm, sgemm_layer, sgemm_on, SgemmPath};
 
 /// A small deterministic generator (xorshift), so the test needs no dependency.
 struct Rng(u64);
@@ -167,7 +167,7 @@ fn a_bias_added_as_sums_are_stored_equals_one_filled_into_c_first() {
             let (a, b, bias) = (rng.vec(m * k), rng.vec(k * n), rng.vec(n));
             let (rsb, csb) = Case::strides(k, n, tb);
             let mut stored = vec![f32::NAN; m * n];
-            sgemm_bias(m, k, n, &a, k as isize, 1, &b, rsb, csb, &bias, &mut stored);
+            sgemm_layer(m, k, n, &a, k as isize, 1, &b, rsb, csb, Some(&bias), None, &mut stored);
             let mut filled: Vec<f32> = (0..m * n).map(|i| bias[i % n]).collect();
             sgemm(m, k, n, 1.0, &a, k as isize, 1, &b, rsb, csb, 1.0, &mut filled, n as isize, 1);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

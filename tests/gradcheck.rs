@@ -4,7 +4,7 @@
 //! documented as not differentiable, to second order (the gradient of a create_graph gradient against
 //! central differences of the first gradient).
 
-use bp::{CrossEntropyOptions, DType, ErrorKind, Generator, Graph, OpKind, Reduction, Tensor};
+use bp::{Activation, CrossEntropyOptions, DType, ErrorKind, Generator, Graph, OpKind, Reduction, Tensor};
 
 /// How an input is made.
 #[derive(Clone)]
@@ -49,6 +49,14 @@ const BROADCAST_PAIRS: &[(&[usize], &[usize])] = &[
     (&[1, 3], &[2, 1]),
     (&[0, 3], &[3]),
 ];
+
+/// A linear layer fused with its activation, with and without a bias.
+fn linear_act(name: &str, act: Activation) -> Vec<Case> {
+    vec![
+        case(format!("{name} with bias"), vec![f(&[3, 4]), f(&[2, 4]), f(&[2])], move |g, t| g.linear_act(t[0], t[1], Some(t[2]), act)),
+        case(format!("{name} 3-d input, no bias"), vec![f(&[2, 3, 4]), f(&[5, 4])], move |g, t| g.linear_act(t[0], t[1], None, act)),
+    ]
+}
 
 fn cases(kind: OpKind) -> Vec<Case> {
     use OpKind as K;
@@ -171,6 +179,9 @@ fn cases(kind: OpKind) -> Vec<Case> {
             case("linear with bias", vec![f(&[3, 4]), f(&[2, 4]), f(&[2])], |g, t| g.linear(t[0], t[1], Some(t[2]))),
             case("linear 3-d input, no bias", vec![f(&[2, 3, 4]), f(&[5, 4])], |g, t| g.linear(t[0], t[1], None)),
         ],
+        K::LinearRelu => linear_act("linear_relu", Activation::Relu),
+        K::LinearSigmoid => linear_act("linear_sigmoid", Activation::Sigmoid),
+        K::LinearTanh => linear_act("linear_tanh", Activation::Tanh),
         K::MseLoss => [Reduction::None, Reduction::Mean, Reduction::Sum]
             .into_iter()
             .map(|r| case(format!("mse_loss {r:?}"), vec![f(&[3, 4]), f(&[3, 4])], move |g, t| g.mse_loss(t[0], t[1], r)))

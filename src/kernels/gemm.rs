@@ -14,6 +14,7 @@
 //! the same order, in KC-sized blocks that start at the same offsets whatever the split and the tile
 //! size — so results are bit-identical for any thread count and across the AVX-512 and AVX2 kernels.
 
+use super::math::Activation;
 use std::cell::RefCell;
 
 /// Which implementation computes a float32 product.
@@ -127,44 +128,71 @@ pub fn sgemm(
     sgemm_on(SgemmPath::best(), crate::kernels::threads::num_threads(), m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
 }
 
-/// C = A·B + bias in every row, for a contiguous m×n C and a bias of n values (a linear layer's
-/// forward): the result of filling C's rows with the bias and adding A·B (beta = 1), which is what
-/// the other paths do; products on the small path add the bias as they store their sums instead.
+/// A linear layer's forward: C = act(A·B + bias in every row) for a contiguous m×n C, with an
+/// optional bias of n values and an optional activation. The result is that of filling C's rows
+/// with the bias and adding A·B (beta = 1), or of A·B alone (beta = 0), then applying the
+/// activation as the relu, sigmoid or tanh op would. Products on the small path add the bias and
+/// apply relu as they store their sums; everything else is applied in a pass over C, in place.
 #[allow(clippy::too_many_arguments)]
-pub fn sgemm_bias(
+pub fn sgemm_layer(
     m: usize, k: usize, n: usize,
     a: &[f32], rsa: isize, csa: isize,
     b: &[f32], rsb: isize, csb: isize,
-    bias: &[f32], c: &mut [f32],
+    bias: Option<&[f32]>, act: Option<Activation>, c: &mut [f32],
 ) {
-    assert!(bias.len() == n && c.len() == m * n, "gemm: the bias must hold n values and C m·n");
-    #[cfg(target_arch = "x86_64")]
-    if m > 0 && n > 0 && k > 0 && SgemmPath::best() == SgemmPath::Avx512 {
-        check_view(a.len(), m, k, rsa, csa);
-        check_view(b.len(), k, n, rsb, csb);
-        let v = Views { a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, c: c.as_mut_ptr(), rsc: n as isize, csc: 1 };
-        // SAFETY: the views were checked just above, C is borrowed mutably (no overlap) and is a
-        // contiguous m×n block, the bias holds n floats, m, n, k > 0, and the path's availability
-        // (AVX-512F and VL) is what best() chose.
-        if unsafe { super::gemm_small::sgemm_bias(m, k, n, v, bias.as_ptr()) } {
-            return;
+    assert!(bias.is_none_or(|b| b.len() == n) && c.len() == m * n, "gemm: the bias must hold n values and C m·n");
+    let mut pending = act;
+    'product: {
+        #[cfg(target_arch = "x86_64")]
+        if (bias.is_some() || act.is_some()) && m > 0 && n > 0 && k > 0 && SgemmPath::best() == SgemmPath::Avx512 {
+            check_view(a.len(), m, k, rsa, csa);
+            check_view(b.len(), k, n, rsb, csb);
+            let v = Views { a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, c: c.as_mut_ptr(), rsc: n as isize, csc: 1 };
+            let relu = act == Some(Activation::Relu);
+            // SAFETY: the views were checked just above, C is borrowed mutably (no overlap) and is
+            // a contiguous m×n block, the bias (if any) holds n floats, m, n, k > 0, and the path's
+            // availability (AVX-512F and VL) is what best() chose.
+            if unsafe { super::gemm_small::sgemm_layer(m, k, n, v, bias.map(<[f32]>::as_ptr), relu) } {
+                if relu {
+                    pending = None;
+                }
+                break 'product;
+            }
         }
+        let beta = match bias {
+            Some(bias) => {
+                fill_rows(c, bias);
+                1.0
+            }
+            None => 0.0,
+        };
+        sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, n as isize, 1);
     }
-    fill_rows(c, bias);
-    sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 1.0, c, n as isize, 1);
+    if let Some(act) = pending {
+        super::threads::for_each_piece(c, &|_, piece: &mut [f32]| super::math::activate_f32(act, piece));
+    }
 }
 
-/// The float64 counterpart of [`sgemm_bias`] (always filling C first).
+/// The float64 counterpart of [`sgemm_layer`] (always filling C first and activating after).
 #[allow(clippy::too_many_arguments)]
-pub fn dgemm_bias(
+pub fn dgemm_layer(
     m: usize, k: usize, n: usize,
     a: &[f64], rsa: isize, csa: isize,
     b: &[f64], rsb: isize, csb: isize,
-    bias: &[f64], c: &mut [f64],
+    bias: Option<&[f64]>, act: Option<Activation>, c: &mut [f64],
 ) {
-    assert!(bias.len() == n && c.len() == m * n, "gemm: the bias must hold n values and C m·n");
-    fill_rows(c, bias);
-    dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 1.0, c, n as isize, 1);
+    assert!(bias.is_none_or(|b| b.len() == n) && c.len() == m * n, "gemm: the bias must hold n values and C m·n");
+    let beta = match bias {
+        Some(bias) => {
+            fill_rows(c, bias);
+            1.0
+        }
+        None => 0.0,
+    };
+    dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, n as isize, 1);
+    if let Some(act) = act {
+        super::threads::for_each_piece(c, &|_, piece: &mut [f64]| super::math::activate_f64(act, piece));
+    }
 }
 
 /// Every row of `c` (rows of row.len() values) set to `row`: the first lcm(row.len(), 16) values

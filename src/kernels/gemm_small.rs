@@ -7,8 +7,8 @@
 //!   x·Wᵀ, and the input gradient g·W): the k rows of B (at most 16 columns) are loaded into
 //!   registers once, and each row of C is a chain of k fused multiply-adds of broadcast elements of
 //!   A's row, eight rows interleaved. Outputs of at most five columns put several rows in one
-//!   vector instead ([`packed_rows`]), and a layer's bias can be added as the sums are stored
-//!   ([`sgemm_bias`]).
+//!   vector instead ([`packed_rows`]), and a layer's bias and relu can be applied as the sums are
+//!   stored ([`sgemm_layer`]).
 //! - **Register tiles over adjacent rows** when A's columns are contiguous (a weight gradient gᵀ·x,
 //!   with a depth of the batch size): an MR×16 or MR×32 tile of C accumulates over k, broadcasting
 //!   A's MR adjacent values and loading B's row with masked loads (masked-off lanes never fault, so a
@@ -31,6 +31,7 @@
 //! products or their order).
 
 use super::gemm::{k_step, transpose_16x16, Views, PARALLEL_MIN_MACS};
+use super::math::avx512 as vmath;
 use super::simd::lane_mask;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -145,21 +146,23 @@ fn choose(m: usize, k: usize, n: usize, v: Views) -> Option<(Plan, Kernel)> {
     }
 }
 
-/// C = A·B + bias (the same n values added to every row) on the small path, the bias added as the
-/// sums are stored, if the product runs there with B in registers and C unturned; returns false,
-/// having done nothing, if not. Results are those of filling C with the bias and adding A·B to it
-/// (beta = 1), without the pass that fills C, whose stores the kernel's masked loads of C then
-/// waited on (masked loads do not take data from pending stores).
+/// A layer's forward, C = A·B + bias (the same n values added to every row), then relu if `relu`,
+/// each optional, on the small path, the bias added and relu applied as the sums are stored, if the
+/// product runs there with B in registers and C unturned; returns false, having done nothing, if
+/// not. Results are those of filling C with the bias and adding A·B to it (beta = 1), or of A·B
+/// alone, then applying the relu op, without the passes that fill C and apply relu (the kernel's
+/// masked loads of a filled C waited on the fill's stores: masked loads do not take data from
+/// pending stores).
 ///
 /// # Safety
 /// The CPU has AVX-512F and AVX-512VL; the m×k and k×n views lie inside their buffers; C is a
-/// contiguous m×n block (rsc = n, csc = 1) that overlaps neither A nor B; bias holds n floats;
-/// m, n, k > 0.
-pub(super) unsafe fn sgemm_bias(m: usize, k: usize, n: usize, v: Views, bias: *const f32) -> bool {
+/// contiguous m×n block (rsc = n, csc = 1) that overlaps neither A nor B; bias, if any, holds n
+/// floats; m, n, k > 0.
+pub(super) unsafe fn sgemm_layer(m: usize, k: usize, n: usize, v: Views, bias: Option<*const f32>, relu: bool) -> bool {
     match choose(m, k, n, v) {
         Some((p, Kernel::BInRegisters)) if p.rows == m && p.v.csc == 1 => {
             let _flush = super::denormals::FlushGuard::new();
-            b_in_registers(p, k, 1.0, 1.0, Some(bias));
+            b_in_registers(p, k, 1.0, if bias.is_some() { 1.0 } else { 0.0 }, Epilogue { bias, relu });
             true
         }
         _ => false,
@@ -178,7 +181,7 @@ pub(super) unsafe fn sgemm(m: usize, k: usize, n: usize, alpha: f32, v: Views, b
     if kernel == Kernel::BInRegisters {
         // SAFETY: as this function's contract; the kernel suits the plan (costed checked it), and
         // it gathers the rows of a B whose rows are strided, which it reads only once.
-        b_in_registers(p, k, alpha, beta, None);
+        b_in_registers(p, k, alpha, beta, Epilogue::default());
         return true;
     }
     B_COPY.with(|cell| {
@@ -269,17 +272,28 @@ unsafe fn load_narrow(p: *const f32, cols: usize, mask: __mmask16) -> __m512 {
     }
 }
 
+/// What a layer's forward does to its sums as they are stored: adds a bias row, then applies relu
+/// (each optional; with either, alpha = 1, csc = 1, and beta = 1 with a bias, else 0). Sigmoid and
+/// tanh are not applied here: on eight rows at once their constants and temporaries pushed B out of
+/// its registers (500×13×8 with sigmoid: 1.3 µs for the product, 2.5 with a pass over C after it,
+/// 3.9 in the stores), so [`super::gemm::sgemm_layer`] applies them in a pass over C.
+#[derive(Clone, Copy, Default)]
+struct Epilogue {
+    bias: Option<*const f32>,
+    relu: bool,
+}
+
 /// The B-in-registers kernel over a whole plan (cols ≤ 16, k ≤ MAX_K_IN_REGISTERS, csa = 1, B's
-/// rows contiguous or gathered), with a bias to add in the stores (then alpha = beta = 1, csc = 1).
+/// rows contiguous or gathered), with a layer's epilogue in the stores.
 #[target_feature(enable = "avx512f,avx512vl")]
-unsafe fn b_in_registers(p: Plan, k: usize, alpha: f32, beta: f32, bias: Option<*const f32>) {
-    if let Some(per) = rows_per_vector(&p, k, alpha, beta, bias.is_some()) {
-        return packed_rows(p, k, per, bias);
+unsafe fn b_in_registers(p: Plan, k: usize, alpha: f32, beta: f32, epi: Epilogue) {
+    if let Some(per) = rows_per_vector(&p, k, alpha, beta, epi.bias.is_some()) {
+        return packed_rows(p, k, per, epi);
     }
     macro_rules! by_depth {
         ($($k:literal)*) => {
             match k {
-                $($k => rows_against_b::<$k>(p, alpha, beta, bias),)*
+                $($k => rows_against_b::<$k>(p, alpha, beta, epi),)*
                 _ => unreachable!("costed bounds k by MAX_K_IN_REGISTERS"),
             }
         };
@@ -297,7 +311,7 @@ fn rows_per_vector(p: &Plan, k: usize, alpha: f32, beta: f32, bias: bool) -> Opt
     (per >= 3 && laid_out && alpha == 1.0 && (beta == 0.0 || bias) && p.rows >= 4 * per).then_some(per)
 }
 
-/// C = A·B (+ bias) with `per` rows of C in each vector, for outputs too narrow to fill the lanes
+/// C = A·B (+ bias, then an activation) with `per` rows of C in each vector, for outputs too narrow to fill the lanes
 /// one row at a time (the seed network's last layer, 500×8×3: three lanes of sixteen): the `per`
 /// rows' values of A (per·k ≤ 32 floats, back to back) are loaded into two vectors, and for each k
 /// one two-source permute spreads A[i][k] over row i's lanes, to be multiplied by B's row k repeated
@@ -308,9 +322,9 @@ fn rows_per_vector(p: &Plan, k: usize, alpha: f32, beta: f32, bias: bool) -> Opt
 ///
 /// # Safety
 /// The CPU has AVX-512F and AVX-512VL; [`rows_per_vector`] gave `per` for this plan; its views lie
-/// inside their buffers; bias (if any) holds cols floats.
+/// inside their buffers; the epilogue's bias (if any) holds cols floats.
 #[target_feature(enable = "avx512f,avx512vl")]
-unsafe fn packed_rows(p: Plan, k: usize, per: usize, bias: Option<*const f32>) {
+unsafe fn packed_rows(p: Plan, k: usize, per: usize, epi: Epilogue) {
     let cols = p.cols;
     let lanes = lane_mask(per * cols);
     // Lane r·cols + j holds row r's column j: for each k, the permute's index r·k + kk into the
@@ -326,15 +340,15 @@ unsafe fn packed_rows(p: Plan, k: usize, per: usize, bias: Option<*const f32>) {
         index[kk] = _mm512_add_epi32(rk, _mm512_set1_epi32(kk as i32));
         brow[kk] = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), lanes, offsets, p.v.b.offset(kk as isize * p.v.rsb));
     }
-    let bias = bias.map(|b| _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), lanes, jv, b));
+    let bias = epi.bias.map(|b| _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), lanes, jv, b));
     let mut i0 = 0;
     while i0 + 4 * per <= p.rows {
-        packed_groups::<4>(&p, k, &index, &brow, bias, i0, per, per);
+        packed_groups::<4>(&p, k, &index, &brow, (bias, epi.relu), i0, per, per);
         i0 += 4 * per;
     }
     while i0 < p.rows {
         let rows = per.min(p.rows - i0);
-        packed_groups::<1>(&p, k, &index, &brow, bias, i0, per, rows);
+        packed_groups::<1>(&p, k, &index, &brow, (bias, epi.relu), i0, per, rows);
         i0 += rows;
     }
 }
@@ -347,7 +361,7 @@ unsafe fn packed_rows(p: Plan, k: usize, per: usize, bias: Option<*const f32>) {
 #[target_feature(enable = "avx512f,avx512vl")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
-unsafe fn packed_groups<const G: usize>(p: &Plan, k: usize, index: &[__m512i; 10], brow: &[__m512; 10], bias: Option<__m512>, i0: usize, per: usize, rows: usize) {
+unsafe fn packed_groups<const G: usize>(p: &Plan, k: usize, index: &[__m512i; 10], brow: &[__m512; 10], (bias, relu): (Option<__m512>, bool), i0: usize, per: usize, rows: usize) {
     let span = rows * k;
     let (lo, hi, out) = (lane_mask(span.min(16)), lane_mask(span.saturating_sub(16)), lane_mask(rows * p.cols));
     let (mut s0, mut s1, mut acc) = ([_mm512_setzero_ps(); G], [_mm512_setzero_ps(); G], [_mm512_setzero_ps(); G]);
@@ -367,6 +381,7 @@ unsafe fn packed_groups<const G: usize>(p: &Plan, k: usize, index: &[__m512i; 10
             Some(b) => _mm512_add_ps(sum, b),
             None => sum,
         };
+        let v = if relu { vmath::relu(v) } else { v };
         _mm512_mask_storeu_ps(p.v.c.add((i0 + g * per) * p.cols), out, v);
     }
 }
@@ -374,11 +389,13 @@ unsafe fn packed_groups<const G: usize>(p: &Plan, k: usize, index: &[__m512i; 10
 /// How a product's sums meet C, fixed per product so that the stores carry no per-row branches
 /// (which made the compiler keep the accumulators on the stack): stored as they are into C's
 /// contiguous rows (alpha = 1, beta = 0: a layer's forward and most of backward), stored plus a
-/// bias row (a layer's forward with its bias, [`sgemm_bias`]), or anything else (alpha·sum +
-/// beta·C, or C's rows strided).
+/// bias row (a layer's forward with its bias, [`sgemm_layer`]), stored plus a bias row through relu
+/// (a layer's forward fused with its relu; a layer without a bias adds −0, which leaves every value
+/// as it is), or anything else (alpha·sum + beta·C, or C's rows strided).
 const STORE: u8 = 0;
 const BIAS: u8 = 1;
 const ANY: u8 = 2;
+const BIAS_RELU: u8 = 3;
 
 /// Rows of C per group of the B-in-registers kernel.
 const R: usize = 8;
@@ -389,20 +406,20 @@ const R: usize = 8;
 /// within one vector's span, and a load right after the masked store of the row before would wait
 /// for that store to reach the cache (masked stores do not forward).
 #[target_feature(enable = "avx512f,avx512vl")]
-unsafe fn rows_against_b<const K: usize>(p: Plan, alpha: f32, beta: f32, bias: Option<*const f32>) {
+unsafe fn rows_against_b<const K: usize>(p: Plan, alpha: f32, beta: f32, epi: Epilogue) {
     let none = _mm512_setzero_ps();
-    match bias {
-        Some(bias) => {
-            debug_assert!(p.v.csc == 1 && alpha == 1.0 && beta == 1.0);
-            rows_against_b_as::<K, BIAS>(p, alpha, beta, load_narrow(bias, p.cols, lane_mask(p.cols)))
-        }
-        None if p.v.csc == 1 && alpha == 1.0 && beta == 0.0 => rows_against_b_as::<K, STORE>(p, alpha, beta, none),
-        None => rows_against_b_as::<K, ANY>(p, alpha, beta, none),
+    let row = |bias: Option<*const f32>| bias.map_or(_mm512_set1_ps(-0.0), |b| load_narrow(b, p.cols, lane_mask(p.cols)));
+    debug_assert!(epi.bias.is_none() && !epi.relu || p.v.csc == 1 && alpha == 1.0);
+    match (epi.bias, epi.relu) {
+        (Some(_), false) => rows_against_b_as::<K, BIAS>(p, alpha, beta, row(epi.bias)),
+        (_, true) => rows_against_b_as::<K, BIAS_RELU>(p, alpha, beta, row(epi.bias)),
+        (None, false) if p.v.csc == 1 && alpha == 1.0 && beta == 0.0 => rows_against_b_as::<K, STORE>(p, alpha, beta, none),
+        (None, false) => rows_against_b_as::<K, ANY>(p, alpha, beta, none),
     }
 }
 
-/// [`rows_against_b`] for one way of meeting C (`EPI`: [`STORE`], [`BIAS`] with the bias row in
-/// `bias`, or [`ANY`]).
+/// [`rows_against_b`] for one way of meeting C (`EPI`: [`STORE`], [`BIAS`] or [`BIAS_RELU`] with
+/// the bias row in `bias`, or [`ANY`]).
 #[target_feature(enable = "avx512f,avx512vl")]
 unsafe fn rows_against_b_as<const K: usize, const EPI: u8>(p: Plan, alpha: f32, beta: f32, bias: __m512) {
     let mask = lane_mask(p.cols);
@@ -448,7 +465,7 @@ struct Group {
     csc: isize,
     alpha: f32,
     beta: f32,
-    /// The bias row ([`BIAS`] only).
+    /// The bias row ([`BIAS`] and [`BIAS_RELU`]).
     bias: __m512,
 }
 
@@ -478,6 +495,7 @@ impl Group {
                 acc[r] = match EPI {
                     STORE => acc[r],
                     BIAS => _mm512_add_ps(acc[r], bias),
+                    BIAS_RELU => vmath::relu(_mm512_add_ps(acc[r], bias)),
                     _ => {
                         let x = if alpha == 1.0 { acc[r] } else { _mm512_mul_ps(_mm512_set1_ps(alpha), acc[r]) };
                         if beta == 1.0 {

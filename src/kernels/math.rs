@@ -62,33 +62,94 @@ fn sigmoid_one(v: f32) -> f32 {
 /// `out[i] = sigmoid(x[i])` over float32 slices, vectorised for the widest vector unit this CPU has.
 pub fn sigmoid_f32(x: &[f32], out: &mut [f32]) {
     assert_eq!(x.len(), out.len(), "sigmoid_f32: slices differ in length");
+    // SAFETY: x is readable and out writable for x.len() floats, and a shared and a mutable borrow
+    // cannot overlap.
+    unsafe { sigmoid_f32_raw(x.as_ptr(), out.as_mut_ptr(), x.len()) }
+}
+
+/// dst[i] = sigmoid(src[i]) for n floats on the widest vector unit this CPU has; src may be dst.
+///
+/// # Safety
+/// src is readable and dst writable for n floats; they are the same pointer or do not overlap.
+unsafe fn sigmoid_f32_raw(src: *const f32, dst: *mut f32, n: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above); the slices have one length.
-            return unsafe { avx512::sigmoid_slice(x, out) };
+            // SAFETY: the CPU has AVX-512F (checked just above); as this function's contract.
+            return avx512::map_raw_sigmoid(src, dst, n);
         }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            return unsafe { sigmoid_avx2(x, out) };
+            // SAFETY: the CPU has AVX2 and FMA (checked just above); as this function's contract.
+            return sigmoid_avx2(src, dst, n);
         }
     }
-    sigmoid_loop(x, out)
+    sigmoid_loop(src, dst, n)
 }
 
 /// `out[i] = tanh(x[i])` over float32 slices: with AVX-512 sixteen lanes at a time by Cephes' tanhf
 /// (an odd polynomial below |x| = 0.625, 1 − 2/(e^2|x| + 1) above; within 2 ulp, tested), else libm.
 pub fn tanh_f32(x: &[f32], out: &mut [f32]) {
     assert_eq!(x.len(), out.len(), "tanh_f32: slices differ in length");
+    // SAFETY: as in sigmoid_f32.
+    unsafe { tanh_f32_raw(x.as_ptr(), out.as_mut_ptr(), x.len()) }
+}
+
+/// dst[i] = tanh(src[i]) for n floats; src may be dst.
+///
+/// # Safety
+/// As [`sigmoid_f32_raw`].
+unsafe fn tanh_f32_raw(src: *const f32, dst: *mut f32, n: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above); the slices have one length.
-            return unsafe { avx512::tanh_slice(x, out) };
+            // SAFETY: the CPU has AVX-512F (checked just above); as this function's contract.
+            return avx512::map_raw_tanh(src, dst, n);
         }
     }
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = v.tanh();
+    for i in 0..n {
+        *dst.add(i) = (*src.add(i)).tanh();
+    }
+}
+
+/// An activation that a linear layer applies to its output as it is stored
+/// ([`Graph::linear_act`](crate::Graph::linear_act)): each one's gradient follows from its output
+/// alone, so the layer's backward needs no pre-activation tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// max(x, 0), NaN kept
+    Relu,
+    /// 1 / (1 + e^−x)
+    Sigmoid,
+    /// tanh x
+    Tanh,
+}
+
+/// relu of one value: `!(v <= 0)` keeps NaN as NaN and sends −0 to +0 (the relu op's formula).
+#[inline(always)]
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+pub(crate) fn relu<T: crate::dtype::Float>(v: T) -> T {
+    if !(v <= T::ZERO) { v } else { T::ZERO }
+}
+
+/// `x[i] = act(x[i])` in place over float32, with the arithmetic of the relu, sigmoid and tanh ops
+/// (so the results are theirs bit for bit).
+pub fn activate_f32(act: Activation, x: &mut [f32]) {
+    let (p, n) = (x.as_mut_ptr(), x.len());
+    match act {
+        Activation::Relu => x.iter_mut().for_each(|v| *v = relu(*v)),
+        // SAFETY: p is readable and writable for n floats, and src = dst is allowed.
+        Activation::Sigmoid => unsafe { sigmoid_f32_raw(p, p, n) },
+        // SAFETY: as above.
+        Activation::Tanh => unsafe { tanh_f32_raw(p, p, n) },
+    }
+}
+
+/// The float64 counterpart of [`activate_f32`].
+pub fn activate_f64(act: Activation, x: &mut [f64]) {
+    match act {
+        Activation::Relu => x.iter_mut().for_each(|v| *v = relu(*v)),
+        Activation::Sigmoid => x.iter_mut().for_each(|v| *v = sigmoid_f64_one(*v)),
+        Activation::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
     }
 }
 
@@ -140,12 +201,17 @@ pub fn ln_f64_in_place(x: &mut [f64]) {
 pub fn sigmoid_f64(x: &[f64], out: &mut [f64]) {
     assert_eq!(x.len(), out.len(), "sigmoid_f64: slices differ in length");
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = if v >= 0.0 {
-            1.0 / (1.0 + (-v).exp())
-        } else {
-            let e = v.exp();
-            e / (1.0 + e)
-        };
+        *o = sigmoid_f64_one(v);
+    }
+}
+
+#[inline(always)]
+fn sigmoid_f64_one(v: f64) -> f64 {
+    if v >= 0.0 {
+        1.0 / (1.0 + (-v).exp())
+    } else {
+        let e = v.exp();
+        e / (1.0 + e)
     }
 }
 
@@ -229,37 +295,32 @@ pub fn cross_entropy_rows_f64(_x: &[f64], _c: usize, _targets: &[i64], _ignore: 
     false
 }
 
+/// # Safety
+/// As [`sigmoid_f32_raw`].
 #[inline(always)]
-fn sigmoid_loop(x: &[f32], out: &mut [f32]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = sigmoid_one(v);
+unsafe fn sigmoid_loop(src: *const f32, dst: *mut f32, n: usize) {
+    for i in 0..n {
+        *dst.add(i) = sigmoid_one(*src.add(i));
     }
 }
 
+/// # Safety
+/// The CPU has AVX2 and FMA; as [`sigmoid_f32_raw`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn sigmoid_avx2(x: &[f32], out: &mut [f32]) {
-    sigmoid_loop(x, out)
+unsafe fn sigmoid_avx2(src: *const f32, dst: *mut f32, n: usize) {
+    sigmoid_loop(src, dst, n)
 }
 
-/// exp, ln and sigmoid on 16 float32 lanes with AVX-512F: the same reductions and polynomials as the
+/// exp, ln, sigmoid, tanh and relu on 16 float32 lanes with AVX-512F: the same reductions and polynomials as the
 /// scalar code (Cephes), written with fused multiply-adds, `roundscale` for the nearest integer,
 /// `scalef` for 2ⁿ and `getexp`/`getmant` to split a float, so nothing leaves the vector registers.
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
-    /// out[i] = f(x[i]), 16 lanes at a time, the tail under a mask (f inlines: it is always one of
-    /// this module's functions, called from a function with the same features).
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F; `out` is as long as `x`.
-    #[inline(always)]
-    pub(super) unsafe fn map(x: &[f32], out: &mut [f32], f: impl Fn(__m512) -> __m512) {
-        map_raw(x.as_ptr(), out.as_mut_ptr(), x.len().min(out.len()), f)
-    }
-
-    /// x[i] = f(x[i]) in place.
+    /// x[i] = f(x[i]) in place, 16 lanes at a time (f inlines: it is always one of this module's
+    /// functions, called from a function with the same features).
     ///
     /// # Safety
     /// The CPU has AVX-512F.
@@ -287,22 +348,23 @@ mod avx512 {
         }
     }
 
-    /// sigmoid over a slice.
+    /// dst[i] = sigmoid(src[i]) for n floats (src may be dst).
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `out` is as long as `x`.
+    /// The CPU has AVX-512F; src is readable and dst writable for n floats, the same pointer or
+    /// not overlapping.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn sigmoid_slice(x: &[f32], out: &mut [f32]) {
-        map(x, out, |v| sigmoid(v))
+    pub(super) unsafe fn map_raw_sigmoid(src: *const f32, dst: *mut f32, n: usize) {
+        map_raw(src, dst, n, |v| sigmoid(v))
     }
 
-    /// tanh over a slice.
+    /// dst[i] = tanh(src[i]) for n floats (src may be dst).
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `out` is as long as `x`.
+    /// As [`map_raw_sigmoid`].
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn tanh_slice(x: &[f32], out: &mut [f32]) {
-        map(x, out, |v| tanh(v))
+    pub(super) unsafe fn map_raw_tanh(src: *const f32, dst: *mut f32, n: usize) {
+        map_raw(src, dst, n, |v| tanh(v))
     }
 
     /// exp over a slice, in place.
@@ -702,7 +764,7 @@ mod avx512 {
     /// The CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    pub(super) unsafe fn tanh(x: __m512) -> __m512 {
+    pub(crate) unsafe fn tanh(x: __m512) -> __m512 {
         // Cephes tanhf: for |x| < 0.625, |x| + |x|·x²·P(x²); above, 1 − 2/(e^2|x| + 1) (e^2|x|
         // overflows to +inf past 44, giving exactly 1). NaN takes the second branch and stays NaN.
         let a = _mm512_abs_ps(x);
@@ -727,7 +789,7 @@ mod avx512 {
     /// The CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    pub(super) unsafe fn sigmoid(x: __m512) -> __m512 {
+    pub(crate) unsafe fn sigmoid(x: __m512) -> __m512 {
         // −|x|: the sign bit set (a NaN stays NaN and runs through to the result).
         let e = exp_not_above(_mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN))));
         // 1/d for d = 1 + e in (1, 2]: the 14-bit reciprocal estimate and one Newton step, within an
@@ -736,6 +798,17 @@ mod avx512 {
         let r = _mm512_rcp14_ps(d);
         let s = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, splat(2.0)));
         _mm512_mask_mul_ps(s, _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps()), e, s)
+    }
+
+    /// relu on 16 lanes with the scalar formula ([`super::relu`]): x where !(x ≤ 0), NaN
+    /// included, else +0.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(crate) unsafe fn relu(x: __m512) -> __m512 {
+        _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_NLE_UQ>(x, _mm512_setzero_ps()), x)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::init::{self, FanMode, Nonlinearity};
 use crate::dtype::DType;
+use crate::kernels::math::Activation;
 use crate::error::{bail, Result};
 use crate::graph::{Graph, Tensor};
 
@@ -114,6 +115,17 @@ impl Layer {
             Layer::Relu | Layer::LeakyRelu(_) | Layer::Sigmoid | Layer::Tanh | Layer::Gelu | Layer::Dropout(_) | Layer::Flatten => {}
         }
         out
+    }
+
+    /// The activation this layer is, if a Linear layer before it can apply it as it stores its
+    /// output ([`Graph::linear_act`]).
+    pub fn activation(&self) -> Option<Activation> {
+        match self {
+            Layer::Relu => Some(Activation::Relu),
+            Layer::Sigmoid => Some(Activation::Sigmoid),
+            Layer::Tanh => Some(Activation::Tanh),
+            _ => None,
+        }
     }
 
     /// The forward pass; `training` switches dropout on.

@@ -75,24 +75,33 @@ impl Sequential {
     }
 
     /// The forward pass in the current mode, recording a graph when grad mode is on.
+    ///
+    /// A Linear layer followed by a Relu, Sigmoid or Tanh layer runs as one op
+    /// ([`Graph::linear_act`]): the same values and gradients, without the pre-activation tensor
+    /// (the output's grad_fn is then `linear_relu`, say, where PyTorch's is `ReluBackward0`).
     pub fn forward(&self, g: &mut Graph, x: Tensor) -> Result<Tensor> {
-        let mut h = x;
-        for (_, layer) in &self.layers {
-            h = layer.forward(g, h, self.training)?;
-        }
-        Ok(h)
+        self.run(g, x, self.training)
     }
 
     /// Inference: the forward pass in eval mode with no graph recorded, whatever the current mode, for
     /// deploying a trained model. The result does not require grad.
     pub fn predict(&self, g: &mut Graph, x: Tensor) -> Result<Tensor> {
-        g.no_grad(|g| {
-            let mut h = x;
-            for (_, layer) in &self.layers {
-                h = layer.forward(g, h, false)?;
-            }
-            Ok(h)
-        })
+        g.no_grad(|g| self.run(g, x, false))
+    }
+
+    fn run(&self, g: &mut Graph, x: Tensor, training: bool) -> Result<Tensor> {
+        let mut h = x;
+        let mut layers = self.layers.iter().map(|(_, layer)| layer).peekable();
+        while let Some(layer) = layers.next() {
+            h = match (layer, layers.peek().and_then(|next| next.activation())) {
+                (Layer::Linear { weight, bias }, Some(act)) => {
+                    layers.next();
+                    g.linear_act(h, *weight, *bias, act)?
+                }
+                _ => layer.forward(g, h, training)?,
+            };
+        }
+        Ok(h)
     }
 
     /// Drops the `.grad` of every parameter (`zero_grad(set_to_none=True)`).

@@ -2,6 +2,7 @@
 
 use super::{grads, Grads, Op, OpKind, Saved};
 use crate::dtype::{Buf, Float};
+use crate::kernels::math::{relu, Activation};
 use crate::kernels::simd::vectorised;
 use crate::error::{bail, Result};
 use crate::graph::{Graph, Tensor};
@@ -139,10 +140,9 @@ fn map_into<T: Float>(x: &[T], out: &mut [T], u: Unary) {
         Unary::Log => map!(|v| v.ln()),
         Unary::Sqrt => map!(|v| v.sqrt()),
         Unary::Abs => map!(|v| v.abs()),
-        // Not v > 0: NaN stays NaN, and −0 becomes +0 (one compare and a masked move per vector;
-        // the op is bound by memory either way: 0.56 µs for 500×13, as with the tests it replaced).
-        #[allow(clippy::neg_cmp_op_on_partial_ord)]
-        Unary::Relu => map!(|v| if !(v <= T::ZERO) { v } else { T::ZERO }),
+        // One compare and a masked move per vector; the op is bound by memory either way (0.56 µs
+        // for 500×13, as with the tests it replaced).
+        Unary::Relu => map!(|v| relu(v)),
         Unary::LeakyRelu(a) => {
             let a = T::from_f64(a);
             map!(|v| if v > T::ZERO { v } else { v * a })
@@ -246,12 +246,24 @@ impl Graph {
     /// x · c
     pub fn mul_scalar(&mut self, x: Tensor, c: f64) -> Result<Tensor> { self.unary(Unary::MulScalar(c), x) }
 
-    pub(crate) fn unary_backward(&mut self, u: Unary, x: Tensor, out: Tensor, g: Tensor) -> Result<Option<Tensor>> {
+    /// The gradient through an activation that a linear op applied ([`Graph::linear_act`]), from
+    /// its output: that of the matching elementwise op.
+    pub(crate) fn activation_backward(&mut self, act: Activation, out: Tensor, g: Tensor) -> Result<Tensor> {
+        let u = match act {
+            Activation::Relu => Unary::Relu,
+            Activation::Sigmoid => Unary::Sigmoid,
+            Activation::Tanh => Unary::Tanh,
+        };
+        // These three read only their output; it stands in for the input they never read.
+        self.unary_backward(u, out, out, g)
+    }
+
+    pub(crate) fn unary_backward(&mut self, u: Unary, x: Tensor, out: Tensor, g: Tensor) -> Result<Tensor> {
         let dt = self.dtype(x)?;
         if !self.grad_enabled && matches!(u, Unary::Relu | Unary::Sigmoid | Unary::Tanh) {
             // Not recorded (no create_graph): one fused pass instead of two to four graph ops, with
             // the same arithmetic in the same order, so the result is bit-identical.
-            return float_dispatch!(dt, T => self.unary_backward_fused::<T>(u, out, g).map(Some));
+            return float_dispatch!(dt, T => self.unary_backward_fused::<T>(u, out, g));
         }
         let gx = match u {
             Unary::Neg => self.neg(g)?,
@@ -298,7 +310,7 @@ impl Graph {
             Unary::AddScalar(_) => g,
             Unary::MulScalar(c) => self.mul_scalar(g, c)?,
         };
-        Ok(Some(gx))
+        Ok(gx)
     }
 
     /// The gradient of relu, sigmoid or tanh from their output in one pass, as a leaf.

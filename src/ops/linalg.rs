@@ -6,6 +6,7 @@ use super::{grads, Grads, Op};
 use crate::dtype::Float;
 use crate::error::{bail, Result};
 use crate::graph::{Graph, Tensor};
+use crate::kernels::math::Activation;
 use crate::shape::{Shape, MAX_RANK};
 
 /// The geometry of one operand: stored [.., rows, cols], read transposed or not.
@@ -154,6 +155,21 @@ impl Graph {
 
     /// x·Wᵀ + b for x of shape `[.., in]`, W `[out, in]`, b `[out]` (optional), in one fused pass.
     pub fn linear(&mut self, x: Tensor, w: Tensor, b: Option<Tensor>) -> Result<Tensor> {
+        self.linear_with(x, w, b, None)
+    }
+
+    /// act(x·Wᵀ + b): a linear layer and the activation after it as one op, the bias added and the
+    /// activation applied as the product stores its sums. The result is bit-identical to
+    /// `linear` followed by `relu`, `sigmoid` or `tanh`, and so are the gradients, but the
+    /// pre-activation tensor is never materialised: its grad_fn is `linear_relu` (or
+    /// `linear_sigmoid`, `linear_tanh`) where PyTorch's would be the activation's.
+    /// [`Sequential`](crate::nn::Sequential) uses it for every Linear layer followed by one of
+    /// these activations.
+    pub fn linear_act(&mut self, x: Tensor, w: Tensor, b: Option<Tensor>, act: Activation) -> Result<Tensor> {
+        self.linear_with(x, w, b, Some(act))
+    }
+
+    fn linear_with(&mut self, x: Tensor, w: Tensor, b: Option<Tensor>, act: Option<Activation>) -> Result<Tensor> {
         let (sx, sw) = (self.shape(x)?, self.shape(w)?);
         if sx.rank() < 2 {
             bail!(ShapeMismatch, "linear: the input must have rank 2 or more, got {:?} (reshape [in] to [1, in])", sx);
@@ -178,11 +194,12 @@ impl Graph {
         float_dispatch!(self.dtype(x)?, T => {
             let mut out = self.alloc::<T>(out_shape.numel())?;
             let (xv, wv) = (self.data::<T>(x)?, self.data::<T>(w)?);
-            match b {
-                Some(b) => T::gemm_bias(rows, nin, nout, xv, nin as isize, 1, wv, 1, nin as isize, self.data::<T>(b)?, &mut out),
-                None => T::gemm(rows, nin, nout, T::ONE, xv, nin as isize, 1, wv, 1, nin as isize, T::ZERO, &mut out, nout as isize, 1),
-            }
-            self.record(Op::Linear { x, w, b }, out_shape, T::wrap(out))
+            let bv = match b {
+                Some(b) => Some(self.data::<T>(b)?),
+                None => None,
+            };
+            T::gemm_layer(rows, nin, nout, xv, nin as isize, 1, wv, 1, nin as isize, bv, act, &mut out);
+            self.record(Op::Linear { x, w, b, act }, out_shape, T::wrap(out))
         })
     }
 

@@ -12,6 +12,7 @@ pub(crate) mod shape_ops;
 
 use crate::error::{bail, err, Result};
 use crate::graph::{Graph, Node, Tensor};
+use crate::kernels::math::Activation;
 
 pub use elementwise::{Binary, Unary};
 pub use loss::Reduction;
@@ -36,7 +37,8 @@ pub(crate) enum Op {
     Gather { x: Tensor, dim: usize, index: Tensor },
     ScatterAdd { x: Tensor, dim: usize, index: Tensor },
     Matmul { a: Tensor, b: Tensor, ta: bool, tb: bool },
-    Linear { x: Tensor, w: Tensor, b: Option<Tensor> },
+    /// `act`: the activation applied to x·Wᵀ + b in the same op (see [`Graph::linear_act`]).
+    Linear { x: Tensor, w: Tensor, b: Option<Tensor>, act: Option<Activation> },
     MseLoss { a: Tensor, b: Tensor, reduction: Reduction },
     /// `unit`: each row's loss gradient with respect to its logits, computed by the forward from the
     /// same exponentials (the backward scales it by the upstream gradient).
@@ -74,6 +76,7 @@ op_kinds! {
     Concat => "concat", Slice => "slice", SliceScatter => "slice_scatter",
     IndexSelect => "index_select", IndexAdd => "index_add", Gather => "gather", ScatterAdd => "scatter_add",
     Matmul => "matmul", Linear => "linear",
+    LinearRelu => "linear_relu", LinearSigmoid => "linear_sigmoid", LinearTanh => "linear_tanh",
     MseLoss => "mse_loss", CrossEntropy => "cross_entropy", CrossEntropyBackward => "cross_entropy_backward",
     BceWithLogits => "binary_cross_entropy_with_logits", GeluBackward => "gelu_backward",
 }
@@ -159,7 +162,10 @@ impl Op {
             Op::Gather { .. } => OpKind::Gather,
             Op::ScatterAdd { .. } => OpKind::ScatterAdd,
             Op::Matmul { .. } => OpKind::Matmul,
-            Op::Linear { .. } => OpKind::Linear,
+            Op::Linear { act: None, .. } => OpKind::Linear,
+            Op::Linear { act: Some(Activation::Relu), .. } => OpKind::LinearRelu,
+            Op::Linear { act: Some(Activation::Sigmoid), .. } => OpKind::LinearSigmoid,
+            Op::Linear { act: Some(Activation::Tanh), .. } => OpKind::LinearTanh,
             Op::MseLoss { .. } => OpKind::MseLoss,
             Op::CrossEntropy { .. } => OpKind::CrossEntropy,
             Op::CrossEntropyBackward { .. } => OpKind::CrossEntropyBackward,
@@ -192,8 +198,8 @@ impl Op {
             | Op::CrossEntropy { logits: a, target: b, .. }
             | Op::BceWithLogits { x: a, target: b, .. }
             | Op::GeluBackward { grad: a, x: b } => two(*a, *b),
-            Op::Linear { x, w, b: Some(b) } => Inputs { inline: [*x, *w, *b], n: 3, many: &[] },
-            Op::Linear { x, w, b: None } => two(*x, *w),
+            Op::Linear { x, w, b: Some(b), .. } => Inputs { inline: [*x, *w, *b], n: 3, many: &[] },
+            Op::Linear { x, w, b: None, .. } => two(*x, *w),
             Op::CrossEntropyBackward { grad, logits, target, .. } => {
                 Inputs { inline: [*grad, *logits, *target], n: 3, many: &[] }
             }
@@ -216,7 +222,9 @@ impl Op {
             Op::Slice { .. } | Op::SliceScatter { .. } => none,
             Op::IndexSelect { .. } | Op::IndexAdd { .. } | Op::Gather { .. } | Op::ScatterAdd { .. } => ins(0b10),
             Op::Matmul { .. } => ins(0b11),
-            Op::Linear { .. } => ins(0b011),
+            Op::Linear { act: None, .. } => ins(0b011),
+            // The activation's gradient is computed from the output.
+            Op::Linear { act: Some(_), .. } => Saved { inputs: 0b011, output: true },
             Op::MseLoss { .. } | Op::BceWithLogits { .. } | Op::CrossEntropy { .. } => ins(0b11),
             Op::CrossEntropyBackward { .. } => ins(0b111),
             Op::GeluBackward { .. } => ins(0b11),
@@ -255,7 +263,7 @@ impl Graph {
     /// differentiable: every backward is written with graph ops.
     pub(crate) fn op_backward(&mut self, op: &Op, out: Tensor, g: Tensor, needs: &[bool]) -> Result<Grads> {
         match op {
-            Op::Unary(u, x) => Ok(grads![self.unary_backward(*u, *x, out, g)?]),
+            Op::Unary(u, x) => Ok(grads![Some(self.unary_backward(*u, *x, out, g)?)]),
             Op::Binary(b, x, y) => self.binary_backward(*b, *x, *y, g, needs),
             Op::Reduce { kind, x, mask, keepdim } => Ok(grads![Some(self.reduce_backward(*kind, *x, out, *mask, *keepdim, g)?)]),
             Op::Softmax { dim, log, .. } => Ok(grads![Some(self.softmax_backward(out, *dim, *log, g)?)]),
@@ -300,7 +308,13 @@ impl Graph {
             }
             Op::ScatterAdd { dim, index, .. } => Ok(grads![Some(self.gather(g, *dim as i64, *index)?), None]),
             Op::Matmul { a, b, ta, tb } => self.matmul_backward(*a, *b, *ta, *tb, g, needs),
-            Op::Linear { x, w, b } => self.linear_backward(*x, *w, *b, g, needs),
+            Op::Linear { x, w, b, act } => {
+                let g = match act {
+                    Some(act) => self.activation_backward(*act, out, g)?,
+                    None => g,
+                };
+                self.linear_backward(*x, *w, *b, g, needs)
+            }
             Op::MseLoss { a, b, reduction } => self.mse_backward(*a, *b, *reduction, g, needs),
             Op::CrossEntropy { logits, target, reduction, label_smoothing, ignore_index, unit } => {
                 // A recorded cross_entropy always kept its gradient (it records only when the
