@@ -204,6 +204,12 @@ typedef int32_t bp_reduction;
 typedef int32_t bp_nonlinearity;
 
 /**
+ * The activation [`bp_linear_act`](ops::bp_linear_act) applies, passed as a plain integer: one of
+ * `BP_ACTIVATION_*`.
+ */
+typedef int32_t bp_activation;
+
+/**
  * An element type, passed as a plain integer: one of `BP_DTYPE_*`.
  */
 typedef int32_t bp_dtype;
@@ -304,6 +310,21 @@ typedef int32_t bp_dtype;
  * The sum.
  */
 #define BP_REDUCTION_SUM 2
+
+/**
+ * max(x, 0)
+ */
+#define BP_ACTIVATION_RELU 0
+
+/**
+ * 1 / (1 + e^-x)
+ */
+#define BP_ACTIVATION_SIGMOID 1
+
+/**
+ * tanh x
+ */
+#define BP_ACTIVATION_TANH 2
 
 /**
  * max(x, 0)
@@ -1799,6 +1820,23 @@ bp_status bp_linear(bp_graph *graph,
                     bp_tensor weight,
                     const bp_tensor *bias,
                     bp_tensor *out);
+
+/**
+ * act(x·Wᵀ + b): a linear layer and the activation after it (`activation`, a `BP_ACTIVATION_*`) as
+ * one op, with the values and gradients of `bp_linear` followed by `bp_relu`, `bp_sigmoid` or
+ * `bp_tanh`, faster (the pre-activation tensor is never made; its grad_fn is `linear_relu`,
+ * `linear_sigmoid` or `linear_tanh`). `bias` may be NULL for none. A model built with
+ * `bp_model_add_linear` and `bp_model_add_layer` uses it for every Linear layer followed by one of
+ * these activations.
+ *
+ * Ownership: the graph owns `*out` (see "Ownership" at the top of this header). `bias` is only read.
+ */
+bp_status bp_linear_act(bp_graph *graph,
+                        bp_tensor x,
+                        bp_tensor weight,
+                        const bp_tensor *bias,
+                        bp_activation activation,
+                        bp_tensor *out);
 
 /**
  * Mean squared error between `a` and `b` (same shape), reduced by `reduction` (a `BP_REDUCTION_*`).

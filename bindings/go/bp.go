@@ -156,6 +156,16 @@ const (
 	ReductionSum  Reduction = C.BP_REDUCTION_SUM  // the sum
 )
 
+// Activation is the activation LinearAct applies after a linear layer.
+type Activation int32
+
+// The activations.
+const (
+	ActivationRelu    Activation = C.BP_ACTIVATION_RELU    // max(x, 0)
+	ActivationSigmoid Activation = C.BP_ACTIVATION_SIGMOID // 1 / (1 + e^-x)
+	ActivationTanh    Activation = C.BP_ACTIVATION_TANH    // tanh x
+)
+
 // Version is the running library's version, major·10000 + minor·100 + patch.
 func Version() uint32 { return uint32(C.bp_version()) }
 

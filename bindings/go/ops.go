@@ -207,6 +207,19 @@ func (t Tensor) Linear(weight, bias Tensor) (Tensor, error) {
 	})
 }
 
+// LinearAct is act(t·Wᵀ + bias) as one op (bias may be the zero Tensor for none): the values and
+// gradients of Linear followed by Relu, Sigmoid or Tanh, without the pre-activation tensor.
+func (t Tensor) LinearAct(weight, bias Tensor, act Activation) (Tensor, error) {
+	b := bias.h
+	return t.op(func(p *C.bp_graph, out *C.bp_tensor) C.bp_status {
+		var pb *C.bp_tensor
+		if !bias.IsNull() {
+			pb = &b
+		}
+		return C.bp_linear_act(p, t.h, weight.h, pb, C.bp_activation(act), out)
+	})
+}
+
 // MSELoss is the mean squared error against target, reduced by reduction.
 func (t Tensor) MSELoss(target Tensor, reduction Reduction) (Tensor, error) {
 	return t.op(func(p *C.bp_graph, out *C.bp_tensor) C.bp_status {

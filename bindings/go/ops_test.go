@@ -71,6 +71,12 @@ func TestOpsComputeTheirValues(t *testing.T) {
 		{"Linear with bias", func(g *Graph, x, m Tensor) (Tensor, error) {
 			return m.Linear(Must(x.Reshape(1, 3)), Must(g.FromFloat64([]float64{0.5}, 1)))
 		}, []float64{6.5, 11}, 0},
+		{"LinearAct relu", func(g *Graph, x, m Tensor) (Tensor, error) {
+			return m.LinearAct(Must(x.Reshape(1, 3)), Must(g.FromFloat64([]float64{-7}, 1)), ActivationRelu)
+		}, []float64{0, 3.5}, 0},
+		{"LinearAct sigmoid without bias", func(g *Graph, x, m Tensor) (Tensor, error) {
+			return m.LinearAct(Must(x.Reshape(1, 3)), Tensor{}, ActivationSigmoid)
+		}, []float64{1 / (1 + math.Exp(-6)), 1 / (1 + math.Exp(-10.5))}, 1e-15},
 		{"MSELoss", func(g *Graph, x, m Tensor) (Tensor, error) {
 			return x.MSELoss(Must(g.Zeros(Float64, 3)), ReductionMean)
 		}, []float64{5.25 / 3}, 1e-15},

@@ -120,6 +120,26 @@ pub const BP_REDUCTION_MEAN: bp_reduction = 1;
 /// The sum.
 pub const BP_REDUCTION_SUM: bp_reduction = 2;
 
+/// The activation [`bp_linear_act`](ops::bp_linear_act) applies, passed as a plain integer: one of
+/// `BP_ACTIVATION_*`.
+pub type bp_activation = i32;
+/// max(x, 0)
+pub const BP_ACTIVATION_RELU: bp_activation = 0;
+/// 1 / (1 + e^-x)
+pub const BP_ACTIVATION_SIGMOID: bp_activation = 1;
+/// tanh x
+pub const BP_ACTIVATION_TANH: bp_activation = 2;
+
+/// The activation named by a C integer.
+pub(crate) fn activation_of(a: bp_activation) -> crate::Result<crate::Activation> {
+    match a {
+        BP_ACTIVATION_RELU => Ok(crate::Activation::Relu),
+        BP_ACTIVATION_SIGMOID => Ok(crate::Activation::Sigmoid),
+        BP_ACTIVATION_TANH => Ok(crate::Activation::Tanh),
+        _ => Err(crate::Error::new(ErrorKind::InvalidArgument, format!("{} is not a bp_activation (0 = relu, 1 = sigmoid, 2 = tanh)", a))),
+    }
+}
+
 /// The dtype named by a C integer.
 pub(crate) fn dtype_of(d: bp_dtype) -> crate::Result<crate::DType> {
     match d {

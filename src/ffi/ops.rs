@@ -5,7 +5,7 @@
 
 use super::boundary::{dim_list_in, dims_in, error, op_out, slice_in};
 use super::graph::bp_graph;
-use super::{bp_reduction, bp_status};
+use super::{activation_of, bp_activation, bp_reduction, bp_status};
 use crate::error::{ErrorKind, Result};
 use crate::graph::Tensor;
 use crate::ops::loss::{CrossEntropyOptions, Reduction};
@@ -369,6 +369,22 @@ pub extern "C" fn bp_linear(graph: *mut bp_graph, x: Tensor, weight: Tensor, bia
     op_out(graph, out, |g| {
         let b = slice_in(bias, usize::from(!bias.is_null()), "bias")?.first().copied();
         g.linear(x, weight, b)
+    })
+}
+
+/// act(x·Wᵀ + b): a linear layer and the activation after it (`activation`, a `BP_ACTIVATION_*`) as
+/// one op, with the values and gradients of `bp_linear` followed by `bp_relu`, `bp_sigmoid` or
+/// `bp_tanh`, faster (the pre-activation tensor is never made; its grad_fn is `linear_relu`,
+/// `linear_sigmoid` or `linear_tanh`). `bias` may be NULL for none. A model built with
+/// `bp_model_add_linear` and `bp_model_add_layer` uses it for every Linear layer followed by one of
+/// these activations.
+///
+/// Ownership: the graph owns `*out` (see "Ownership" at the top of this header). `bias` is only read.
+#[no_mangle]
+pub extern "C" fn bp_linear_act(graph: *mut bp_graph, x: Tensor, weight: Tensor, bias: *const Tensor, activation: bp_activation, out: *mut Tensor) -> bp_status {
+    op_out(graph, out, |g| {
+        let b = slice_in(bias, usize::from(!bias.is_null()), "bias")?.first().copied();
+        g.linear_act(x, weight, b, activation_of(activation)?)
     })
 }
 

@@ -9,6 +9,9 @@ static bp_status op_matmul(bp_graph *g, const bp_tensor *in, bp_tensor *out) { r
 static bp_status op_matmul_tt(bp_graph *g, const bp_tensor *in, bp_tensor *out) { return bp_matmul_t(g, in[0], in[1], true, true, out); }
 static bp_status op_linear(bp_graph *g, const bp_tensor *in, bp_tensor *out) { return bp_linear(g, in[0], in[1], &in[2], out); }
 static bp_status op_linear_nobias(bp_graph *g, const bp_tensor *in, bp_tensor *out) { return bp_linear(g, in[0], in[1], NULL, out); }
+static bp_status op_linear_relu(bp_graph *g, const bp_tensor *in, bp_tensor *out) { return bp_linear_act(g, in[0], in[1], &in[2], BP_ACTIVATION_RELU, out); }
+static bp_status op_linear_sigmoid(bp_graph *g, const bp_tensor *in, bp_tensor *out) { return bp_linear_act(g, in[0], in[1], &in[2], BP_ACTIVATION_SIGMOID, out); }
+static bp_status op_linear_tanh_nobias(bp_graph *g, const bp_tensor *in, bp_tensor *out) { return bp_linear_act(g, in[0], in[1], NULL, BP_ACTIVATION_TANH, out); }
 static bp_status op_mse(bp_graph *g, const bp_tensor *in, bp_tensor *out) { return bp_mse_loss(g, in[0], in[1], BP_REDUCTION_MEAN, out); }
 static bp_status op_mse_none(bp_graph *g, const bp_tensor *in, bp_tensor *out) { return bp_mse_loss(g, in[0], in[1], BP_REDUCTION_NONE, out); }
 static bp_status op_ce(bp_graph *g, const bp_tensor *in, bp_tensor *out) { return bp_cross_entropy(g, in[0], target_idx, out); }
@@ -58,6 +61,21 @@ int main(void) {
     check_values64(g, y, xw, 4, 1e-15, "linear");
     gradcheck(g, "linear", op_linear, lin, 3);
     gradcheck(g, "linear without bias", op_linear_nobias, lin, 2);
+
+    /* linear_act: the activation of the same sums, in one op. */
+    double act_v[4];
+    for (int i = 0; i < 4; i++) act_v[i] = 1 / (1 + exp(-xw[i]));
+    OK(op_linear_sigmoid(g, lin, &y));
+    check_values64(g, y, act_v, 4, 1e-15, "linear_act sigmoid");
+    OK(op_linear_relu(g, lin, &y));
+    check_values64(g, y, xw, 4, 1e-15, "linear_act relu");
+    const double xw_nobias[4] = {4.5, 3.5, 9, 6.5};
+    for (int i = 0; i < 4; i++) act_v[i] = tanh(xw_nobias[i]);
+    OK(op_linear_tanh_nobias(g, lin, &y));
+    check_values64(g, y, act_v, 4, 1e-15, "linear_act tanh without bias");
+    gradcheck(g, "linear_act relu", op_linear_relu, lin, 3);
+    gradcheck(g, "linear_act sigmoid", op_linear_sigmoid, lin, 3);
+    gradcheck(g, "linear_act tanh without bias", op_linear_tanh_nobias, lin, 2);
 
     /* mse_loss */
     bp_tensor pair[2] = {a, t64_param(g, b_v, 6, d23, 2)};
@@ -118,6 +136,11 @@ int main(void) {
     FAILS(bp_linear(g, a, b, NULL, &y), BP_ERR_SHAPE_MISMATCH);
     bp_tensor wrong_bias = t64(g, a_v, 3, d32, 1);
     FAILS(bp_linear(g, a, lin[1], &wrong_bias, &y), BP_ERR_SHAPE_MISMATCH);
+    FAILS(bp_linear_act(g, a, b, NULL, BP_ACTIVATION_RELU, &y), BP_ERR_SHAPE_MISMATCH);
+    FAILS(bp_linear_act(g, a, lin[1], &wrong_bias, BP_ACTIVATION_TANH, &y), BP_ERR_SHAPE_MISMATCH);
+    FAILS(bp_linear_act(g, a, lin[1], NULL, 3, &y), BP_ERR_INVALID_ARGUMENT);
+    FAILS(bp_linear_act(g, a, lin[1], NULL, -1, &y), BP_ERR_INVALID_ARGUMENT);
+    FAILS(bp_linear_act(g, a, lin[1], NULL, BP_ACTIVATION_RELU, NULL), BP_ERR_INVALID_ARGUMENT);
     FAILS(bp_mse_loss(g, a, b, BP_REDUCTION_MEAN, &y), BP_ERR_SHAPE_MISMATCH);
     FAILS(bp_mse_loss(g, a, pair[1], 7, &y), BP_ERR_INVALID_ARGUMENT);
     FAILS(bp_cross_entropy(g, a, logits, &y), BP_ERR_SHAPE_MISMATCH);

@@ -132,6 +132,10 @@ TEST_F(Ops, linear_algebra_and_layers) {
     expect_near(values(bp::linear(m, w)), {1, 5, 4, 11});
     bp::Tensor b = g.tensor(V{0.5, -1}, {2});
     expect_near(values(bp::linear(m, w, b)), {1.5, 4, 4.5, 10});
+    bp::Tensor shift = g.tensor(V{-2, -5}, {2});
+    expect_near(values(bp::linear_act(m, w, shift, bp::Activation::relu)), {0, 0, 2, 6});
+    expect_near(values(bp::linear_act(m, w, bp::Activation::tanh)), {std::tanh(1.0), std::tanh(5.0), std::tanh(4.0), std::tanh(11.0)});
+    EXPECT_THROW(bp::linear_act(m, w, static_cast<bp::Activation>(7)), bp::Error);
 }
 
 TEST_F(Ops, losses_follow_pytorch_definitions) {

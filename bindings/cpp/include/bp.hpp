@@ -101,6 +101,8 @@ enum class DType : std::int32_t { f32 = BP_DTYPE_F32, f64 = BP_DTYPE_F64, i64 = 
 
 /// How a loss reduces its per-element values (`BP_REDUCTION_*`).
 enum class Reduction : std::int32_t { none = BP_REDUCTION_NONE, mean = BP_REDUCTION_MEAN, sum = BP_REDUCTION_SUM };
+/// The activation linear_act applies after a linear layer.
+enum class Activation : std::int32_t { relu = BP_ACTIVATION_RELU, sigmoid = BP_ACTIVATION_SIGMOID, tanh = BP_ACTIVATION_TANH };
 
 /// A tensor shape, or a list of dimensions.
 using Shape = std::vector<std::int64_t>;
@@ -568,6 +570,18 @@ inline Tensor linear(const Tensor &x, const Tensor &weight) {
 inline Tensor linear(const Tensor &x, const Tensor &weight, const Tensor &bias) {
     bp_tensor b = bias.handle();
     return detail::op(x.graph(), bp_linear, x.handle(), weight.handle(), static_cast<const bp_tensor *>(&b));
+}
+/// act(x·Wᵀ): a linear layer and its activation as one op (the values and gradients of linear
+/// followed by relu, sigmoid or tanh, without the pre-activation tensor).
+inline Tensor linear_act(const Tensor &x, const Tensor &weight, Activation activation) {
+    return detail::op(x.graph(), bp_linear_act, x.handle(), weight.handle(), static_cast<const bp_tensor *>(nullptr),
+                      static_cast<bp_activation>(activation));
+}
+/// act(x·Wᵀ + b).
+inline Tensor linear_act(const Tensor &x, const Tensor &weight, const Tensor &bias, Activation activation) {
+    bp_tensor b = bias.handle();
+    return detail::op(x.graph(), bp_linear_act, x.handle(), weight.handle(), static_cast<const bp_tensor *>(&b),
+                      static_cast<bp_activation>(activation));
 }
 /// Mean squared error.
 inline Tensor mse_loss(const Tensor &a, const Tensor &b, Reduction reduction = Reduction::mean) {
