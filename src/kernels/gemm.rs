@@ -159,13 +159,7 @@ pub fn sgemm_layer(
                 break 'product;
             }
         }
-        let beta = match bias {
-            Some(bias) => {
-                fill_rows(c, bias);
-                1.0
-            }
-            None => 0.0,
-        };
+        let beta = if fill_bias(c, bias) { 1.0 } else { 0.0 };
         sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, n as isize, 1);
     }
     if let Some(act) = pending {
@@ -182,17 +176,17 @@ pub fn dgemm_layer(
     bias: Option<&[f64]>, act: Option<Activation>, c: &mut [f64],
 ) {
     assert!(bias.is_none_or(|b| b.len() == n) && c.len() == m * n, "gemm: the bias must hold n values and C m·n");
-    let beta = match bias {
-        Some(bias) => {
-            fill_rows(c, bias);
-            1.0
-        }
-        None => 0.0,
-    };
+    let beta = if fill_bias(c, bias) { 1.0 } else { 0.0 };
     dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, n as isize, 1);
     if let Some(act) = act {
         super::threads::for_each_piece(c, &|_, piece: &mut [f64]| super::math::activate_f64(act, piece));
     }
+}
+
+/// Fills C's rows with the bias, if there is one, and says whether it did (the product is then
+/// added to C, beta = 1, rather than stored over it, beta = 0).
+fn fill_bias<T: Copy>(c: &mut [T], bias: Option<&[T]>) -> bool {
+    bias.inspect(|bias| fill_rows(c, bias)).is_some()
 }
 
 /// Every row of `c` (rows of row.len() values) set to `row`: the first lcm(row.len(), 16) values

@@ -311,12 +311,12 @@ fn rows_per_vector(p: &Plan, k: usize, alpha: f32, beta: f32, bias: bool) -> Opt
     (per >= 3 && laid_out && alpha == 1.0 && (beta == 0.0 || bias) && p.rows >= 4 * per).then_some(per)
 }
 
-/// C = A·B (+ bias, then an activation) with `per` rows of C in each vector, for outputs too narrow to fill the lanes
-/// one row at a time (the seed network's last layer, 500×8×3: three lanes of sixteen): the `per`
-/// rows' values of A (per·k ≤ 32 floats, back to back) are loaded into two vectors, and for each k
-/// one two-source permute spreads A[i][k] over row i's lanes, to be multiplied by B's row k repeated
-/// `per` times. Each element is the same chain of fused multiply-adds over k as in the other
-/// kernels, and the bias is added as there, so results do not change. The permutes take the
+/// C = A·B (+ bias, then relu) with `per` rows of C in each vector, for outputs too narrow to fill
+/// the lanes one row at a time (the seed network's last layer, 500×8×3: three lanes of sixteen):
+/// the `per` rows' values of A (per·k ≤ 32 floats, back to back) are loaded into two vectors, and
+/// for each k one two-source permute spreads A[i][k] over row i's lanes, to be multiplied by B's
+/// row k repeated `per` times. Each element is the same chain of fused multiply-adds over k as in
+/// the other kernels, and the bias and relu are applied as there, so results do not change. The permutes take the
 /// shuffle port, one of the two that multiply-add, so this wins where it replaces three or more
 /// multiply-adds per k (h2·W3ᵀ 500×8×3: 0.82 → 0.53 µs).
 ///
@@ -343,12 +343,12 @@ unsafe fn packed_rows(p: Plan, k: usize, per: usize, epi: Epilogue) {
     let bias = epi.bias.map(|b| _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), lanes, jv, b));
     let mut i0 = 0;
     while i0 + 4 * per <= p.rows {
-        packed_groups::<4>(&p, k, &index, &brow, (bias, epi.relu), i0, per, per);
+        packed_groups::<4>(&p, k, &index, &brow, bias, epi.relu, i0, per, per);
         i0 += 4 * per;
     }
     while i0 < p.rows {
         let rows = per.min(p.rows - i0);
-        packed_groups::<1>(&p, k, &index, &brow, (bias, epi.relu), i0, per, rows);
+        packed_groups::<1>(&p, k, &index, &brow, bias, epi.relu, i0, per, rows);
         i0 += rows;
     }
 }
@@ -361,7 +361,7 @@ unsafe fn packed_rows(p: Plan, k: usize, per: usize, epi: Epilogue) {
 #[target_feature(enable = "avx512f,avx512vl")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
-unsafe fn packed_groups<const G: usize>(p: &Plan, k: usize, index: &[__m512i; 10], brow: &[__m512; 10], (bias, relu): (Option<__m512>, bool), i0: usize, per: usize, rows: usize) {
+unsafe fn packed_groups<const G: usize>(p: &Plan, k: usize, index: &[__m512i; 10], brow: &[__m512; 10], bias: Option<__m512>, relu: bool, i0: usize, per: usize, rows: usize) {
     let span = rows * k;
     let (lo, hi, out) = (lane_mask(span.min(16)), lane_mask(span.saturating_sub(16)), lane_mask(rows * p.cols));
     let (mut s0, mut s1, mut acc) = ([_mm512_setzero_ps(); G], [_mm512_setzero_ps(); G], [_mm512_setzero_ps(); G]);

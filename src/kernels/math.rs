@@ -111,7 +111,7 @@ unsafe fn tanh_f32_raw(src: *const f32, dst: *mut f32, n: usize) {
     }
 }
 
-/// An activation that a linear layer applies to its output as it is stored
+/// An activation that a linear layer applies to its output in the same op
 /// ([`Graph::linear_act`](crate::Graph::linear_act)): each one's gradient follows from its output
 /// alone, so the layer's backward needs no pre-activation tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -134,14 +134,14 @@ pub(crate) fn relu<T: crate::dtype::Float>(v: T) -> T {
 /// `x[i] = act(x[i])` in place over float32, with the arithmetic of the relu, sigmoid and tanh ops
 /// (so the results are theirs bit for bit).
 pub fn activate_f32(act: Activation, x: &mut [f32]) {
+    let map_in_place = match act {
+        Activation::Relu => return x.iter_mut().for_each(|v| *v = relu(*v)),
+        Activation::Sigmoid => sigmoid_f32_raw,
+        Activation::Tanh => tanh_f32_raw,
+    };
     let (p, n) = (x.as_mut_ptr(), x.len());
-    match act {
-        Activation::Relu => x.iter_mut().for_each(|v| *v = relu(*v)),
-        // SAFETY: p is readable and writable for n floats, and src = dst is allowed.
-        Activation::Sigmoid => unsafe { sigmoid_f32_raw(p, p, n) },
-        // SAFETY: as above.
-        Activation::Tanh => unsafe { tanh_f32_raw(p, p, n) },
-    }
+    // SAFETY: p is readable and writable for n floats, and src = dst is allowed.
+    unsafe { map_in_place(p, p, n) }
 }
 
 /// The float64 counterpart of [`activate_f32`].
@@ -312,9 +312,10 @@ unsafe fn sigmoid_avx2(src: *const f32, dst: *mut f32, n: usize) {
     sigmoid_loop(src, dst, n)
 }
 
-/// exp, ln, sigmoid, tanh and relu on 16 float32 lanes with AVX-512F: the same reductions and polynomials as the
-/// scalar code (Cephes), written with fused multiply-adds, `roundscale` for the nearest integer,
-/// `scalef` for 2ⁿ and `getexp`/`getmant` to split a float, so nothing leaves the vector registers.
+/// exp, ln, sigmoid, tanh and relu on 16 float32 lanes with AVX-512F: the same reductions and
+/// polynomials as the scalar code (Cephes), written with fused multiply-adds, `roundscale` for the
+/// nearest integer, `scalef` for 2ⁿ and `getexp`/`getmant` to split a float, so nothing leaves the
+/// vector registers.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512 {
     use std::arch::x86_64::*;

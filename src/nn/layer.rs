@@ -117,8 +117,8 @@ impl Layer {
         out
     }
 
-    /// The activation this layer is, if a Linear layer before it can apply it as it stores its
-    /// output ([`Graph::linear_act`]).
+    /// The activation this layer is, if a Linear layer before it can apply it in the same op
+    /// ([`Graph::linear_act`]).
     pub fn activation(&self) -> Option<Activation> {
         match self {
             Layer::Relu => Some(Activation::Relu),
