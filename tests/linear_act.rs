@@ -65,7 +65,8 @@ fn linear_act_is_linear_then_the_activation_bit_for_bit_with_the_same_gradients(
     // float32 shapes on every route of a layer's forward: B in registers with the activation in its
     // stores (500×20×13, 500×13×8, depth 22, a partial last group of rows), rows packed to a vector
     // (500×8×3, 37×4×2), products the small path turns (3 rows) or leaves (depth 23, wide outputs)
-    // to other kernels, the blocked path (64×300×70), a 3-d input, and one element.
+    // to other kernels, the blocked path (64×300×70), a 3-d input, one element, no rows, and a
+    // depth of 0 (the output is the bias alone, or zeros, through the activation).
     let shapes: &[(&[usize], usize)] = &[
         (&[500, 20], 13),
         (&[500, 13], 8),
@@ -78,6 +79,8 @@ fn linear_act_is_linear_then_the_activation_bit_for_bit_with_the_same_gradients(
         (&[64, 300], 70),
         (&[2, 5, 6], 4),
         (&[1, 1], 1),
+        (&[0, 5], 3),
+        (&[4, 0], 3),
     ];
     for &(dims, n) in shapes {
         for act in ACTS {
