@@ -408,11 +408,12 @@ const R: usize = 8;
 #[target_feature(enable = "avx512f,avx512vl")]
 unsafe fn rows_against_b<const K: usize>(p: Plan, alpha: f32, beta: f32, epi: Epilogue) {
     let none = _mm512_setzero_ps();
-    let row = |bias: Option<*const f32>| bias.map_or(_mm512_set1_ps(-0.0), |b| load_narrow(b, p.cols, lane_mask(p.cols)));
+    // The bias row, or −0 (x + −0 = x for every x) for a relu without a bias.
+    let row = epi.bias.map_or(_mm512_set1_ps(-0.0), |b| load_narrow(b, p.cols, lane_mask(p.cols)));
     debug_assert!(epi.bias.is_none() && !epi.relu || p.v.csc == 1 && alpha == 1.0);
     match (epi.bias, epi.relu) {
-        (Some(_), false) => rows_against_b_as::<K, BIAS>(p, alpha, beta, row(epi.bias)),
-        (_, true) => rows_against_b_as::<K, BIAS_RELU>(p, alpha, beta, row(epi.bias)),
+        (Some(_), false) => rows_against_b_as::<K, BIAS>(p, alpha, beta, row),
+        (_, true) => rows_against_b_as::<K, BIAS_RELU>(p, alpha, beta, row),
         (None, false) if p.v.csc == 1 && alpha == 1.0 && beta == 0.0 => rows_against_b_as::<K, STORE>(p, alpha, beta, none),
         (None, false) => rows_against_b_as::<K, ANY>(p, alpha, beta, none),
     }

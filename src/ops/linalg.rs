@@ -158,8 +158,9 @@ impl Graph {
         self.linear_with(x, w, b, None)
     }
 
-    /// act(x·Wᵀ + b): a linear layer and the activation after it as one op, the bias added and the
-    /// activation applied as the product stores its sums. The result is bit-identical to
+    /// act(x·Wᵀ + b): a linear layer and the activation after it as one op (relu applied as the
+    /// product stores its sums where it can, sigmoid and tanh in one pass over the output in
+    /// place). The result is bit-identical to
     /// `linear` followed by `relu`, `sigmoid` or `tanh`, and so are the gradients, but the
     /// pre-activation tensor is never materialised: its grad_fn is `linear_relu` (or
     /// `linear_sigmoid`, `linear_tanh`) where PyTorch's would be the activation's.
@@ -194,10 +195,7 @@ impl Graph {
         float_dispatch!(self.dtype(x)?, T => {
             let mut out = self.alloc::<T>(out_shape.numel())?;
             let (xv, wv) = (self.data::<T>(x)?, self.data::<T>(w)?);
-            let bv = match b {
-                Some(b) => Some(self.data::<T>(b)?),
-                None => None,
-            };
+            let bv = b.map(|b| self.data::<T>(b)).transpose()?;
             T::gemm_layer(rows, nin, nout, xv, nin as isize, 1, wv, 1, nin as isize, bv, act, &mut out);
             self.record(Op::Linear { x, w, b, act }, out_shape, T::wrap(out))
         })
