@@ -2,11 +2,12 @@
 //! gradients of every op come back without a heap list, matrix products pack into per-thread buffers
 //! and the optimizer's state is made at its first step. A counting global allocator watches the heap
 //! of the whole process during steps W1 (the seed network) and W2 (an MNIST-sized MLP) of the
-//! benchmark workloads, at one thread and at two (the worker pool hands out jobs without allocating).
+//! benchmark workloads, built from graph ops and through `Sequential::train_step`, at one thread
+//! and at two (the worker pool hands out jobs without allocating).
 
-use bp::nn::{Layer, Sequential};
+use bp::nn::{Layer, Loss, Sequential};
 use bp::optim::{Optimizer, Sgd, SgdConfig};
-use bp::{DType, Graph, Tensor};
+use bp::{CrossEntropyOptions, DType, Graph, Tensor};
 
 #[path = "harness/counting_alloc.rs"]
 mod counting_alloc;
@@ -14,6 +15,8 @@ use counting_alloc::allocations;
 
 
 struct Workload {
+    /// Steps through `Sequential::train_step` instead of graph ops.
+    compiled: bool,
     g: Graph,
     net: Sequential,
     opt: Sgd,
@@ -24,6 +27,11 @@ struct Workload {
 impl Workload {
     fn step(&mut self) {
         let g = &mut self.g;
+        if self.compiled {
+            let ce = Loss::CrossEntropy(CrossEntropyOptions::default());
+            self.net.train_step(g, &mut self.opt, self.x, self.y, ce).unwrap();
+            return;
+        }
         self.opt.zero_grad(g).unwrap();
         let z = self.net.forward(g, self.x).unwrap();
         let loss = g.cross_entropy(z, self.y).unwrap();
@@ -49,7 +57,7 @@ fn workload(seed: u64, batch: usize, dims: &[usize], classes: i64, hidden: Layer
         }
     }
     let opt = Sgd::new(&g, net.named_parameters(), SgdConfig { lr: 0.01, momentum, ..Default::default() }).unwrap();
-    Workload { g, net, opt, x, y }
+    Workload { compiled: false, g, net, opt, x, y }
 }
 
 fn check(name: &str, mut w: Workload, threads: usize) {
@@ -73,6 +81,10 @@ fn steady_state_training_steps_allocate_nothing() {
         check("W1", workload(212, 500, &[20, 13, 8, 3], 3, Layer::Sigmoid, true, 0.0), threads);
         // W2: 784→512 ReLU →512 ReLU →10, SGD with momentum; large enough to use the worker pool.
         check("W2", workload(0, 128, &[784, 512, 512, 10], 10, Layer::Relu, false, 0.9), threads);
+        // The same steps through Sequential::train_step.
+        let compiled = |w: Workload| Workload { compiled: true, ..w };
+        check("W1 train_step", compiled(workload(212, 500, &[20, 13, 8, 3], 3, Layer::Sigmoid, true, 0.0)), threads);
+        check("W2 train_step", compiled(workload(0, 128, &[784, 512, 512, 10], 10, Layer::Relu, false, 0.9)), threads);
     }
     bp::set_num_threads(1);
 }

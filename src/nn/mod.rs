@@ -14,6 +14,8 @@ pub mod init;
 mod layer;
 pub mod loss;
 mod sequential;
+mod step;
 
 pub use layer::Layer;
 pub use sequential::Sequential;
+pub use step::Loss;

@@ -9,14 +9,16 @@ use crate::graph::{Graph, Tensor};
 /// exactly as in the equivalent PyTorch module's state_dict.
 #[derive(Clone, Debug, Default)]
 pub struct Sequential {
-    layers: Vec<(String, Layer)>,
-    training: bool,
+    pub(super) layers: Vec<(String, Layer)>,
+    pub(super) training: bool,
+    /// The buffers of [`Sequential::train_step`], kept between steps.
+    pub(super) step: super::step::StepState,
 }
 
 impl Sequential {
     /// An empty container, in training mode (as a new PyTorch module).
     pub fn new() -> Sequential {
-        Sequential { layers: Vec::new(), training: true }
+        Sequential { layers: Vec::new(), training: true, step: Default::default() }
     }
 
     /// Appends a layer named by its position.

@@ -325,12 +325,12 @@ impl Graph {
         if self.shape(g)? != shape {
             bail!(ShapeMismatch, "{} backward: gradient shape {:?} differs from {:?}", u.kind().name(), self.shape(g)?, shape);
         }
-        // One pass per activation, each monomorphised (and so vectorised) for its own formula.
-        let derivative = |d: &mut [T], ys: &[T], gs: Option<&[T]>| match u {
-            Unary::Relu => chain_rule(d, ys, gs, |y, gv| gv * if y > T::ZERO { T::ONE } else { T::ZERO }),
-            Unary::Sigmoid => chain_rule(d, ys, gs, |y, gv| gv * (y * (-y + T::ONE))),
-            _ => chain_rule(d, ys, gs, |y, gv| gv * (-(y * y) + T::ONE)),
+        let act = match u {
+            Unary::Relu => Activation::Relu,
+            Unary::Sigmoid => Activation::Sigmoid,
+            _ => Activation::Tanh,
         };
+        let derivative = |d: &mut [T], ys: &[T], gs: Option<&[T]>| activation_grad(act, d, ys, gs);
         if self.fuse_grad_accumulation && g != out && !matches!(self.entry(g)?.buf, Buf::View(_)) {
             self.with_mut_and_ref::<T, _>(g, out, |gs, ys| derivative(gs, ys, None))?;
             return Ok(g);
@@ -523,6 +523,18 @@ pub(crate) fn strided_for_each(shape: &Shape, sa: &[usize; MAX_RANK], sb: &[usiz
             ob -= sb[d] * idx[d];
             idx[d] = 0;
         }
+    }
+}
+
+/// The gradient through relu, sigmoid or tanh from their output: d = gs · act'(ys), with the
+/// arithmetic of the ops' recorded backward (so bit for bit theirs); with gs None, d holds the
+/// incoming gradient and is overwritten. One pass per activation, each monomorphised (and so
+/// vectorised) for its own formula.
+pub(crate) fn activation_grad<T: Float>(act: Activation, d: &mut [T], ys: &[T], gs: Option<&[T]>) {
+    match act {
+        Activation::Relu => chain_rule(d, ys, gs, |y, gv| gv * if y > T::ZERO { T::ONE } else { T::ZERO }),
+        Activation::Sigmoid => chain_rule(d, ys, gs, |y, gv| gv * (y * (-y + T::ONE))),
+        Activation::Tanh => chain_rule(d, ys, gs, |y, gv| gv * (-(y * y) + T::ONE)),
     }
 }
 

@@ -57,6 +57,122 @@ fn reduced_shape(shape: &Shape, reduction: Reduction) -> Shape {
     }
 }
 
+/// How many of the targets count (are not `ignore`), after checking that each lies in 0..c.
+pub(crate) fn checked_targets(targets: &[i64], c: usize, ignore: i64) -> Result<usize> {
+    // One pass over the targets, without branches so that it vectorises: the rows that count,
+    // and whether any target lies out of range (negative ones too, as u64). (Element by
+    // element with branches, it took 0.2–0.3 µs of the seed network's step.)
+    let out_of_range = |t: i64| (t != ignore) & (t as u64 >= c as u64);
+    let (count, any_bad) = vectorised(|| {
+        targets.iter().fold((0usize, false), |(count, bad), &t| (count + (t != ignore) as usize, bad | out_of_range(t)))
+    });
+    if any_bad {
+        let bad = targets.iter().copied().find(|&t| out_of_range(t)).unwrap_or_default();
+        bail!(InvalidArgument, "cross_entropy: target {} is out of range for {} classes", bad, c);
+    }
+    Ok(count)
+}
+
+/// Each row's cross-entropy loss of logits x (n×c) into `rows`, and with `unit` each row's
+/// gradient with respect to its logits, by the vectorised kernel; returns the rows' sum in
+/// float64, or None (having written nothing) where the kernel does not apply. Targets are checked.
+pub(crate) fn cross_entropy_rows_fast<T: Float>(x: &[T], c: usize, tv: &[i64], ignore: i64, eps: f64, rows: &mut [T], unit: Option<&mut [T]>) -> Option<f64> {
+    if !T::cross_entropy_rows(x, c, tv, ignore, T::from_f64(eps), rows, unit) {
+        return None;
+    }
+    // Sixteen partial sums (rows i, i + 16, …), added pairwise at the end: one running float64
+    // sum is a chain of dependent adds, and four chains of 125 adds still took 0.15 µs of the
+    // seed network's 500 rows.
+    let mut acc = [0.0f64; 16];
+    for block in rows.chunks(16) {
+        for (a, &l) in acc.iter_mut().zip(block) {
+            *a += l.to_f64();
+        }
+    }
+    let mut width = 16;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            acc[i] += acc[i + width];
+        }
+    }
+    Some(acc[0])
+}
+
+/// [`cross_entropy_rows_fast`] for any row width and float type, with scratch `e` (n·c) and
+/// `stats` (3·n): the softmax's parts, then each row's loss in float64; returns their sum.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn cross_entropy_rows_general<T: Float>(x: &[T], c: usize, tv: &[i64], ignore: i64, eps: f64, rows: &mut [T], unit: Option<&mut [T]>, e: &mut [T], stats: &mut [T]) -> f64 {
+    let n = rows.len();
+    let (maxes, rest) = stats.split_at_mut(n);
+    let (sums, lse) = rest.split_at_mut(n);
+    T::softmax_rows(x, c, e, maxes, sums, lse);
+    if let Some(u) = unit {
+        // As the vectorised kernel: softmax − ε/c, less (1 − ε) at the target, 0 where ignored.
+        let (off, at_t) = (T::from_f64(eps / c as f64), T::from_f64(1.0 - eps));
+        for i in 0..n {
+            let (ur, er) = (&mut u[i * c..(i + 1) * c], &e[i * c..(i + 1) * c]);
+            if tv[i] == ignore {
+                ur.iter_mut().for_each(|v| *v = T::ZERO);
+                continue;
+            }
+            let inv = T::ONE / sums[i];
+            for (v, &ej) in ur.iter_mut().zip(er) {
+                *v = ej * inv - off;
+            }
+            let t = tv[i] as usize;
+            ur[t] = ur[t] - at_t;
+        }
+    }
+    let mut total = 0.0f64;
+    for i in 0..n {
+        let row = &x[i * c..(i + 1) * c];
+        let t = tv[i];
+        let loss = if t == ignore {
+            0.0
+        } else {
+            let l_i = lse[i].to_f64();
+            let mut l = (1.0 - eps) * (l_i - row[t as usize].to_f64());
+            if eps > 0.0 {
+                let mean_logp: f64 = row.iter().map(|&v| v.to_f64() - l_i).sum::<f64>() / c as f64;
+                l -= eps * mean_logp;
+            }
+            l
+        };
+        rows[i] = T::from_f64(loss);
+        total += loss;
+    }
+    total
+}
+
+/// The cross-entropy's gradient with respect to its logits (n×c) into `out`: each row's `unit`
+/// gradient `q` (from the forward) times the row's share of the upstream gradient `gv` (one value,
+/// or one per row for reduction = none).
+pub(crate) fn cross_entropy_backward_rows<T: Float>(q: &[T], c: usize, tv: &[i64], ignore: i64, reduction: Reduction, gv: &[T], out: &mut [T]) {
+    // The upstream gradient's share of each row that counts.
+    let shared = T::from_f64(match reduction {
+        Reduction::None => 0.0,
+        Reduction::Sum => gv[0].to_f64(),
+        Reduction::Mean => gv[0].to_f64() / vectorised(|| tv.iter().filter(|&&t| t != ignore).count()) as f64,
+    });
+    if reduction == Reduction::None || !shared.is_finite() {
+        // Row by row with each row's weight (0 for an ignored target), so that an ignored row
+        // (zeros in q) stays zeros whatever g is.
+        for (((o, q), &t), i) in out.chunks_exact_mut(c).zip(q.chunks_exact(c)).zip(tv).zip(0..) {
+            let w = if t == ignore {
+                T::ZERO
+            } else if reduction == Reduction::None {
+                gv[i]
+            } else {
+                shared
+            };
+            o.iter_mut().zip(q).for_each(|(o, &q)| *o = q * w);
+        }
+    } else {
+        vectorised(|| out.iter_mut().zip(q).for_each(|(o, &q)| *o = q * shared));
+    }
+}
+
 impl Graph {
     /// The upstream gradient spread over `dims` with the reduction's scale: what every per-element
     /// derivative gets multiplied by.
@@ -129,19 +245,7 @@ impl Graph {
             bail!(InvalidArgument, "cross_entropy: label_smoothing must lie in [0, 1], got {}", opt.label_smoothing);
         }
         let (n, c) = (sl.dim(0), sl.dim(1));
-        // One pass over the targets, without branches so that it vectorises: the rows that count,
-        // and whether any target lies out of range (negative ones too, as u64). (Element by
-        // element with branches, it took 0.2–0.3 µs of the seed network's step.)
-        let targets = self.data_i64(target)?;
-        let ignore = opt.ignore_index;
-        let out_of_range = |t: i64| (t != ignore) & (t as u64 >= c as u64);
-        let (count, any_bad) = vectorised(|| {
-            targets.iter().fold((0usize, false), |(count, bad), &t| (count + (t != ignore) as usize, bad | out_of_range(t)))
-        });
-        if any_bad {
-            let bad = targets.iter().copied().find(|&t| out_of_range(t)).unwrap_or_default();
-            bail!(InvalidArgument, "cross_entropy: target {} is out of range for {} classes", bad, c);
-        }
+        let count = checked_targets(self.data_i64(target)?, c, opt.ignore_index)?;
         let out_shape = reduced_shape(&st, opt.reduction);
         let eps = opt.label_smoothing;
         // When the loss will be differentiated, the forward also computes each row's gradient from
@@ -153,69 +257,16 @@ impl Graph {
             let mut rows = self.alloc::<T>(n)?;
             let mut unit = if keep_unit { Some(self.alloc::<T>(n * c)?) } else { None };
             let (x, tv) = (self.data::<T>(logits)?, self.data_i64(target)?);
-            let total = if T::cross_entropy_rows(x, c, tv, opt.ignore_index, T::from_f64(eps), &mut rows, unit.as_deref_mut()) {
-                // Sixteen partial sums (rows i, i + 16, …), added pairwise at the end: one running
-                // float64 sum is a chain of dependent adds, and four chains of 125 adds still took
-                // 0.15 µs of the seed network's 500 rows.
-                let mut acc = [0.0f64; 16];
-                for block in rows.chunks(16) {
-                    for (a, &l) in acc.iter_mut().zip(block) {
-                        *a += l.to_f64();
-                    }
+            let total = match cross_entropy_rows_fast(x, c, tv, opt.ignore_index, eps, &mut rows, unit.as_deref_mut()) {
+                Some(total) => total,
+                None => {
+                    let (mut e, mut stats) = (self.alloc::<T>(n * c)?, self.alloc::<T>(3 * n)?);
+                    let (x, tv) = (self.data::<T>(logits)?, self.data_i64(target)?);
+                    let total = cross_entropy_rows_general(x, c, tv, opt.ignore_index, eps, &mut rows, unit.as_deref_mut(), &mut e, &mut stats);
+                    self.release_scratch(T::wrap(e));
+                    self.release_scratch(T::wrap(stats));
+                    total
                 }
-                let mut width = 16;
-                while width > 1 {
-                    width /= 2;
-                    for i in 0..width {
-                        acc[i] += acc[i + width];
-                    }
-                }
-                acc[0]
-            } else {
-                let mut e = self.alloc::<T>(n * c)?;
-                let mut stats = self.alloc::<T>(3 * n)?;
-                let (x, tv) = (self.data::<T>(logits)?, self.data_i64(target)?);
-                let (maxes, rest) = stats.split_at_mut(n);
-                let (sums, lse) = rest.split_at_mut(n);
-                T::softmax_rows(x, c, &mut e, maxes, sums, lse);
-                if let Some(u) = unit.as_deref_mut() {
-                    // As the vectorised kernel: softmax − ε/c, less (1 − ε) at the target, 0 where ignored.
-                    let (off, at_t) = (T::from_f64(eps / c as f64), T::from_f64(1.0 - eps));
-                    for i in 0..n {
-                        let (ur, er) = (&mut u[i * c..(i + 1) * c], &e[i * c..(i + 1) * c]);
-                        if tv[i] == opt.ignore_index {
-                            ur.iter_mut().for_each(|v| *v = T::ZERO);
-                            continue;
-                        }
-                        let inv = T::ONE / sums[i];
-                        for (v, &ej) in ur.iter_mut().zip(er) {
-                            *v = ej * inv - off;
-                        }
-                        let t = tv[i] as usize;
-                        ur[t] -= at_t;
-                    }
-                }
-                let mut total = 0.0f64;
-                for i in 0..n {
-                    let row = &x[i * c..(i + 1) * c];
-                    let t = tv[i];
-                    let loss = if t == opt.ignore_index {
-                        0.0
-                    } else {
-                        let l_i = lse[i].to_f64();
-                        let mut l = (1.0 - eps) * (l_i - row[t as usize].to_f64());
-                        if eps > 0.0 {
-                            let mean_logp: f64 = row.iter().map(|&v| v.to_f64() - l_i).sum::<f64>() / c as f64;
-                            l -= eps * mean_logp;
-                        }
-                        l
-                    };
-                    rows[i] = T::from_f64(loss);
-                    total += loss;
-                }
-                self.release_scratch(T::wrap(e));
-                self.release_scratch(T::wrap(stats));
-                total
             };
             let out = match opt.reduction {
                 Reduction::None => rows,
@@ -244,28 +295,7 @@ impl Graph {
         float_dispatch!(self.dtype(logits)?, T => {
             let mut out = self.alloc::<T>(n * c)?;
             let (tv, gv, q) = (self.data_i64(target)?, self.data::<T>(g)?, self.data::<T>(unit)?);
-            // The upstream gradient's share of each row that counts.
-            let shared = T::from_f64(match reduction {
-                Reduction::None => 0.0,
-                Reduction::Sum => gv[0].to_f64(),
-                Reduction::Mean => gv[0].to_f64() / vectorised(|| tv.iter().filter(|&&t| t != ignore_index).count()) as f64,
-            });
-            if reduction == Reduction::None || !shared.is_finite() {
-                // Row by row with each row's weight (0 for an ignored target), so that an ignored row
-                // (zeros in q) stays zeros whatever g is.
-                for (((o, q), &t), i) in out.chunks_exact_mut(c).zip(q.chunks_exact(c)).zip(tv).zip(0..) {
-                    let w = if t == ignore_index {
-                        T::ZERO
-                    } else if reduction == Reduction::None {
-                        gv[i]
-                    } else {
-                        shared
-                    };
-                    o.iter_mut().zip(q).for_each(|(o, &q)| *o = q * w);
-                }
-            } else {
-                vectorised(|| out.iter_mut().zip(q).for_each(|(o, &q)| *o = q * shared));
-            }
+            cross_entropy_backward_rows(q, c, tv, ignore_index, reduction, gv, &mut out);
             self.record(
                 Op::CrossEntropyBackward { grad: g, logits, target, reduction, label_smoothing: eps, ignore_index },
                 sl,
