@@ -6,9 +6,9 @@
 
 mod harness;
 
-use bp::nn::{Layer, Sequential};
+use bp::nn::{Layer, Loss, Sequential};
 use bp::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
-use bp::{DType, Graph, Tensor};
+use bp::{CrossEntropyOptions, DType, Graph, Tensor};
 use harness::{bench, Stats};
 use std::fmt::Write as _;
 
@@ -51,6 +51,10 @@ impl Model {
         self.opt.step(g).unwrap();
         g.reset();
         value
+    }
+    /// The same step through `Sequential::train_step` (cross-entropy): no graph recorded.
+    fn train_step(&mut self, g: &mut Graph, x: Tensor, y: Tensor) -> f64 {
+        self.net.train_step(g, self.opt.as_mut(), x, y, Loss::CrossEntropy(CrossEntropyOptions::default())).unwrap()
     }
 }
 
@@ -222,14 +226,20 @@ fn main() {
     if rep.wants("W1") {
         let mut g = Graph::new();
         let (mut model, x, y) = make_w1(&mut g);
+        let fl = Some(linear_matmul_flops(500, &[20, 13, 8, 3]));
+        let r = bench(|| { model.train_step(&mut g, x, y); }, b, 30);
+        rep.add("W1_seed_step", &r, fl, &[]);
         let r = bench(|| { model.step(&mut g, x, y, cross_entropy); }, b, 30);
-        rep.add("W1_seed_step", &r, Some(linear_matmul_flops(500, &[20, 13, 8, 3])), &[]);
+        rep.add("W1_seed_step_graph", &r, fl, &[]);
     }
     if rep.wants("W2") {
         let mut g = Graph::new();
         let (mut model, x, y) = make_w2(&mut g);
+        let fl = Some(linear_matmul_flops(128, &[784, 512, 512, 10]));
+        let r = bench(|| { model.train_step(&mut g, x, y); }, b, 30);
+        rep.add("W2_mlp_step", &r, fl, &[]);
         let r = bench(|| { model.step(&mut g, x, y, cross_entropy); }, b, 30);
-        rep.add("W2_mlp_step", &r, Some(linear_matmul_flops(128, &[784, 512, 512, 10])), &[]);
+        rep.add("W2_mlp_step_graph", &r, fl, &[]);
     }
     if rep.wants("W3") {
         let mut g = Graph::new();
@@ -333,8 +343,11 @@ fn main() {
     if rep.wants("D") {
         let mut g = Graph::new();
         let (mut model, x, y) = make_d(&mut g);
+        let fl = Some(linear_matmul_flops(32, &[64, 128, 10]));
+        let r = bench(|| { model.train_step(&mut g, x, y); }, b, 30);
+        rep.add("D_digits_step", &r, fl, &[]);
         let r = bench(|| { model.step(&mut g, x, y, cross_entropy); }, b, 30);
-        rep.add("D_digits_step", &r, Some(linear_matmul_flops(32, &[64, 128, 10])), &[]);
+        rep.add("D_digits_step_graph", &r, fl, &[]);
     }
     if rep.wants("bitid") {
         // The loss after 100 W2 steps, to compare across thread counts (must be bit-identical).
