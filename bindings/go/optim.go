@@ -282,3 +282,22 @@ func LoadWeights(path string, g *Graph, m *Model) error {
 		return C.bp_weights_load(p, gp, mp)
 	})
 }
+
+// TrainStep is one whole training step of m with cross-entropy, compiled: the optimizer's ZeroGrad,
+// Forward, the loss, Backward and the optimizer's Step in one call, without recording a graph; it
+// returns the loss. The result is bit-identical to the same step built from those calls. It takes
+// float32 models of Linear, ReLU, sigmoid, tanh and flatten layers (an error with
+// StatusUnsupported for others), an input x of shape [N, in] and int64 targets [N], all in the
+// optimizer's graph.
+func (m *Model) TrainStep(o *Optimizer, x, target Tensor, opts CrossEntropyOptions) (float64, error) {
+	if m == nil || m.ptr == nil {
+		return 0, closedError("model")
+	}
+	var loss C.double
+	err := o.callIn(func(p *C.bp_optimizer, gp *C.bp_graph) C.bp_status {
+		return C.bp_model_train_step_cross_entropy(m.ptr, gp, p, x.h, target.h, C.bp_reduction(opts.Reduction),
+			C.double(opts.LabelSmoothing), C.int64_t(opts.IgnoreIndex), &loss)
+	})
+	runtime.KeepAlive(m)
+	return float64(loss), err
+}

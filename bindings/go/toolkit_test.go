@@ -289,6 +289,51 @@ func TestEveryOptimizerLowersTheLoss(t *testing.T) {
 	}
 }
 
+// TrainStep is the step built from ops, bit for bit; unsupported layers are StatusUnsupported errors.
+func TestTrainStepIsTheStepBuiltFromOps(t *testing.T) {
+	d := smallData(t)
+	ga, gb := newGraph(t), newGraph(t)
+	ok(t, ga.ManualSeed(5))
+	ok(t, gb.ManualSeed(5))
+	ma, mb := smallModel(t, ga), smallModel(t, gb)
+	oa := must[*Optimizer](t)(NewSGD(ga, ma, 0.3, SGDOptions{Momentum: 0.9}))
+	defer oa.Close()
+	ob := must[*Optimizer](t)(NewSGD(gb, mb, 0.3, SGDOptions{Momentum: 0.9}))
+	defer ob.Close()
+	a, b := must[Batch](t)(d.ToTensors(ga)), must[Batch](t)(d.ToTensors(gb))
+	ok(t, a.X.SetPersistent(true))
+	ok(t, a.Y.SetPersistent(true))
+	opts := DefaultCrossEntropyOptions()
+	for i := 0; i < 5; i++ {
+		ok(t, oa.ZeroGrad())
+		loss := must[Tensor](t)(must[Tensor](t)(ma.Forward(a.X)).CrossEntropyWith(a.Y, opts))
+		la := must[float64](t)(loss.Item())
+		ok(t, loss.Backward())
+		ok(t, oa.Step())
+		ok(t, ga.Reset())
+		lb := must[float64](t)(mb.TrainStep(ob, b.X, b.Y, opts))
+		if math.Float64bits(la) != math.Float64bits(lb) {
+			t.Fatalf("step %d: loss %v from ops, %v from TrainStep", i, la, lb)
+		}
+	}
+	if pa, pb := flatParams(t, ma), flatParams(t, mb); !reflect.DeepEqual(pa, pb) {
+		t.Fatalf("parameters differ: %v vs %v", pa, pb)
+	}
+	gelu := must[*Model](t)(NewModel())
+	defer gelu.Close()
+	ok(t, gelu.AddLinear(gb, "", 3, 2, true))
+	ok(t, gelu.AddLayer("", LayerGELU, 0))
+	og := must[*Optimizer](t)(NewSGD(gb, gelu, 0.1, SGDOptions{}))
+	defer og.Close()
+	if _, err := gelu.TrainStep(og, b.X, b.Y, opts); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("a GELU layer: %v", err)
+	}
+	var closed *Model
+	if _, err := closed.TrainStep(ob, b.X, b.Y, opts); err == nil {
+		t.Fatal("a nil model trained")
+	}
+}
+
 func TestOptimizerLearningRateAndBadHyperparameters(t *testing.T) {
 	g := newGraph(t)
 	m := smallModel(t, g)

@@ -1,6 +1,7 @@
 /* The training toolkit from C: models and their state_dict names, PyTorch's initialisation, losses,
  * optimizers, schedules, clipping, data sets and loaders, checkpoints (bit-identical resume, corrupt
- * and mismatched files refused with nothing changed), and misuse of the toolkit's objects. */
+ * and mismatched files refused with nothing changed), the compiled training step, and misuse of the
+ * toolkit's objects. */
 #include "bp_test.h"
 
 static const char *CKPT = "test_toolkit_ckpt.safetensors";
@@ -358,6 +359,89 @@ static void test_datasets_and_loader(void) {
     OK(bp_graph_free(g));
 }
 
+/* bp_model_train_step_cross_entropy is the step built from ops, bit for bit, and refuses what it
+ * does not take without touching the parameters. */
+static void test_train_step_matches_the_step_from_ops(void) {
+    bp_graph *ga = NULL, *gb = NULL;
+    bp_model *ma, *mb, *gelu = NULL;
+    bp_optimizer *oa = NULL, *ob = NULL, *og = NULL;
+    bp_tensor xa, ya, xb, yb, y7, stale;
+    float x[36], pa[26], pb[26], before[26];
+    int64_t y[12], dims[2] = {12, 3}, dims7[1] = {7};
+    double la = 0, lb = 0, l = 0;
+    int i, step;
+    for (i = 0; i < 36; i++) x[i] = (float)((i * 5) % 13) / 4.0f - 1.5f;
+    for (i = 0; i < 12; i++) y[i] = i % 2;
+    OK(bp_graph_new(&ga));
+    OK(bp_graph_new(&gb));
+    OK(bp_graph_manual_seed(ga, 3));
+    OK(bp_graph_manual_seed(gb, 3));
+    ma = small_model(ga);
+    mb = small_model(gb);
+    OK(bp_optimizer_new_sgd(ga, ma, 0.1, 0.9, 0.0, 0.0, false, &oa));
+    OK(bp_optimizer_new_sgd(gb, mb, 0.1, 0.9, 0.0, 0.0, false, &ob));
+    OK(bp_tensor_from_f32(ga, x, 36, dims, 2, &xa));
+    OK(bp_tensor_from_i64(ga, y, 12, dims, 1, &ya));
+    OK(bp_tensor_from_f32(gb, x, 36, dims, 2, &xb));
+    OK(bp_tensor_from_i64(gb, y, 12, dims, 1, &yb));
+    OK(bp_tensor_set_persistent(ga, xa, true));
+    OK(bp_tensor_set_persistent(ga, ya, true));
+    for (step = 0; step < 5; step++) {
+        bp_tensor out, loss;
+        size_t nodes = 1;
+        OK(bp_optimizer_zero_grad(oa, ga));
+        OK(bp_model_forward(ma, ga, xa, &out));
+        OK(bp_cross_entropy_ex(ga, out, ya, BP_REDUCTION_MEAN, 0.05, -100, &loss));
+        OK(bp_tensor_item(ga, loss, &la));
+        OK(bp_backward(ga, loss, NULL, false, false));
+        OK(bp_optimizer_step(oa, ga));
+        OK(bp_graph_reset(ga));
+        OK(bp_model_train_step_cross_entropy(mb, gb, ob, xb, yb, BP_REDUCTION_MEAN, 0.05, -100, &lb));
+        CHECK(memcmp(&la, &lb, sizeof la) == 0);
+        OK(bp_graph_node_count(gb, &nodes));
+        CHECK(nodes == 0);
+    }
+    read_params(ga, ma, pa);
+    read_params(gb, mb, pb);
+    CHECK(memcmp(pa, pb, sizeof pa) == 0);
+
+    /* Error paths: each leaves the parameters as they were. */
+    FAILS(bp_model_train_step_cross_entropy(NULL, gb, ob, xb, yb, BP_REDUCTION_MEAN, 0.0, -100, &l), BP_ERR_INVALID_ARGUMENT);
+    FAILS(bp_model_train_step_cross_entropy(mb, NULL, ob, xb, yb, BP_REDUCTION_MEAN, 0.0, -100, &l), BP_ERR_INVALID_ARGUMENT);
+    FAILS(bp_model_train_step_cross_entropy(mb, gb, NULL, xb, yb, BP_REDUCTION_MEAN, 0.0, -100, &l), BP_ERR_INVALID_ARGUMENT);
+    FAILS(bp_model_train_step_cross_entropy(mb, gb, ob, xb, yb, BP_REDUCTION_MEAN, 0.0, -100, NULL), BP_ERR_INVALID_ARGUMENT);
+    FAILS(bp_model_train_step_cross_entropy(mb, gb, ob, xb, yb, BP_REDUCTION_NONE, 0.0, -100, &l), BP_ERR_INVALID_ARGUMENT);
+    FAILS(bp_model_train_step_cross_entropy(mb, gb, ob, xb, yb, 7, 0.0, -100, &l), BP_ERR_INVALID_ARGUMENT);
+    FAILS(bp_model_train_step_cross_entropy(mb, gb, ob, xb, yb, BP_REDUCTION_MEAN, 2.0, -100, &l), BP_ERR_INVALID_ARGUMENT);
+    FAILS(bp_model_train_step_cross_entropy(mb, gb, (bp_optimizer *)(void *)mb, xb, yb, BP_REDUCTION_MEAN, 0.0, -100, &l), BP_ERR_INVALID_HANDLE);
+    FAILS(bp_model_train_step_cross_entropy(mb, gb, ob, yb, yb, BP_REDUCTION_MEAN, 0.0, -100, &l), BP_ERR_DTYPE);
+    OK(bp_tensor_from_i64(gb, y, 7, dims7, 1, &y7));
+    FAILS(bp_model_train_step_cross_entropy(mb, gb, ob, xb, y7, BP_REDUCTION_MEAN, 0.0, -100, &l), BP_ERR_SHAPE_MISMATCH);
+    y[0] = 5; /* out of range for 2 classes */
+    OK(bp_tensor_from_i64(gb, y, 12, dims, 1, &stale));
+    FAILS(bp_model_train_step_cross_entropy(mb, gb, ob, xb, stale, BP_REDUCTION_MEAN, 0.0, -100, &l), BP_ERR_INVALID_ARGUMENT);
+    OK(bp_tensor_free(gb, stale));
+    FAILS(bp_model_train_step_cross_entropy(mb, gb, ob, xb, stale, BP_REDUCTION_MEAN, 0.0, -100, &l), BP_ERR_INVALID_HANDLE);
+    FAILS(bp_model_train_step_cross_entropy(mb, ga, ob, xb, yb, BP_REDUCTION_MEAN, 0.0, -100, &l), BP_ERR_INVALID_HANDLE);
+    /* A layer the compiled step does not take. */
+    OK(bp_model_new(&gelu));
+    OK(bp_model_add_linear(gelu, gb, NULL, 3, 2, true));
+    OK(bp_model_add_layer(gelu, NULL, BP_LAYER_GELU, 0.0));
+    OK(bp_optimizer_new_sgd(gb, gelu, 0.1, 0.0, 0.0, 0.0, false, &og));
+    FAILS(bp_model_train_step_cross_entropy(gelu, gb, og, xb, yb, BP_REDUCTION_MEAN, 0.0, -100, &l), BP_ERR_UNSUPPORTED);
+    read_params(gb, mb, before);
+    CHECK(memcmp(before, pb, sizeof pb) == 0);
+
+    OK(bp_optimizer_free(og));
+    OK(bp_model_free(gelu));
+    OK(bp_optimizer_free(oa));
+    OK(bp_optimizer_free(ob));
+    OK(bp_model_free(ma));
+    OK(bp_model_free(mb));
+    OK(bp_graph_free(ga));
+    OK(bp_graph_free(gb));
+}
+
 static void test_object_misuse(void) {
     bp_graph *g = NULL;
     bp_model *m = NULL;
@@ -408,6 +492,7 @@ int main(void) {
     test_schedule_and_clipping();
     test_checkpoint_resume_is_bit_identical();
     test_datasets_and_loader();
+    test_train_step_matches_the_step_from_ops();
     test_object_misuse();
     return bp_test_finish("test_toolkit");
 }

@@ -248,6 +248,35 @@ TEST(Optimizer, every_optimizer_lowers_the_loss) {
     }
 }
 
+// bp::train_step is the step built from ops, bit for bit; unsupported layers throw.
+TEST(Optimizer, train_step_is_the_step_built_from_ops) {
+    bp::Dataset d = small_data();
+    bp::Graph ga, gb;
+    ga.manual_seed(5);
+    gb.manual_seed(5);
+    bp::Model ma = small_model(ga), mb = small_model(gb);
+    bp::Optimizer oa = bp::Optimizer::adam(ga, ma, 0.05), ob = bp::Optimizer::adam(gb, mb, 0.05);
+    bp::Batch a = d.to_tensors(ga), b = d.to_tensors(gb);
+    a.x.set_persistent();
+    a.y.set_persistent();
+    for (int i = 0; i < 5; i++) {
+        oa.zero_grad();
+        bp::Tensor loss = bp::cross_entropy(ma(a.x), a.y, bp::Reduction::sum, 0.1);
+        const double la = loss.item();
+        loss.backward();
+        oa.step();
+        ga.reset();
+        const double lb = bp::train_step(mb, ob, b.x, b.y, bp::Reduction::sum, 0.1);
+        EXPECT_EQ(la, lb) << "step " << i;
+    }
+    EXPECT_EQ(flat_params(ma), flat_params(mb));
+    bp::Model gelu;
+    gelu.add_linear(gb, 3, 2).add(bp::Layer::gelu);
+    bp::Optimizer og = bp::Optimizer::sgd(gb, gelu, 0.1);
+    expect_error(bp::Status::unsupported, [&] { bp::train_step(gelu, og, b.x, b.y); });
+    expect_error(bp::Status::invalid_argument, [&] { bp::train_step(mb, ob, b.x, b.y, bp::Reduction::none); });
+}
+
 TEST(Optimizer, learning_rate_and_bad_hyperparameters) {
     bp::Graph g;
     bp::Model m = small_model(g);

@@ -957,6 +957,18 @@ class Optimizer : public detail::Owner<bp_optimizer, bp_optimizer_free> {
     bp_graph *graph_;
 };
 
+/// One whole training step with cross-entropy, compiled: opt.zero_grad(), the forward, the loss,
+/// backward and opt.step() in one call, without recording a graph; returns the loss. Bit-identical
+/// to the same step built from forward, cross_entropy, backward and step. Takes float32 models of
+/// Linear, ReLU, sigmoid, tanh and flatten layers; throws bp::Error (BP_ERR_UNSUPPORTED) for others.
+inline double train_step(Model &model, Optimizer &opt, const Tensor &x, const Tensor &target, Reduction reduction = Reduction::mean,
+                         double label_smoothing = 0.0, std::int64_t ignore_index = -100) {
+    double loss = 0.0;
+    detail::check(bp_model_train_step_cross_entropy(model.get(), x.graph(), opt.get(), x.handle(), target.handle(),
+                                                    static_cast<bp_reduction>(reduction), label_smoothing, ignore_index, &loss));
+    return loss;
+}
+
 /// A learning-rate schedule attached to an optimizer (which must outlive it). Move-only.
 class Schedule : public detail::Owner<bp_schedule, bp_schedule_free> {
   public:
