@@ -52,11 +52,14 @@ impl Model {
         g.reset();
         value
     }
-    /// The same step through `Sequential::train_step` (cross-entropy): no graph recorded.
-    fn train_step(&mut self, g: &mut Graph, x: Tensor, y: Tensor) -> f64 {
-        self.net.train_step(g, self.opt.as_mut(), x, y, Loss::CrossEntropy(CrossEntropyOptions::default())).unwrap()
+    /// The same step through `Sequential::train_step`: no graph recorded.
+    fn train_step(&mut self, g: &mut Graph, x: Tensor, y: Tensor, loss: Loss) -> f64 {
+        self.net.train_step(g, self.opt.as_mut(), x, y, loss).unwrap()
     }
 }
+
+/// Cross-entropy with PyTorch's defaults, for `Model::train_step`.
+const CE: Loss = Loss::CrossEntropy(CrossEntropyOptions { reduction: bp::Reduction::Mean, label_smoothing: 0.0, ignore_index: -100 });
 
 fn cross_entropy(g: &mut Graph, z: Tensor, y: Tensor) -> Tensor {
     g.cross_entropy(z, y).unwrap()
@@ -227,7 +230,7 @@ fn main() {
         let mut g = Graph::new();
         let (mut model, x, y) = make_w1(&mut g);
         let fl = Some(linear_matmul_flops(500, &[20, 13, 8, 3]));
-        let r = bench(|| { model.train_step(&mut g, x, y); }, b, 30);
+        let r = bench(|| { model.train_step(&mut g, x, y, CE); }, b, 30);
         rep.add("W1_seed_step", &r, fl, &[]);
         let r = bench(|| { model.step(&mut g, x, y, cross_entropy); }, b, 30);
         rep.add("W1_seed_step_graph", &r, fl, &[]);
@@ -236,7 +239,7 @@ fn main() {
         let mut g = Graph::new();
         let (mut model, x, y) = make_w2(&mut g);
         let fl = Some(linear_matmul_flops(128, &[784, 512, 512, 10]));
-        let r = bench(|| { model.train_step(&mut g, x, y); }, b, 30);
+        let r = bench(|| { model.train_step(&mut g, x, y, CE); }, b, 30);
         rep.add("W2_mlp_step", &r, fl, &[]);
         let r = bench(|| { model.step(&mut g, x, y, cross_entropy); }, b, 30);
         rep.add("W2_mlp_step_graph", &r, fl, &[]);
@@ -244,8 +247,11 @@ fn main() {
     if rep.wants("W3") {
         let mut g = Graph::new();
         let (mut model, x, t) = make_w3(&mut g);
+        let fl = Some(linear_matmul_flops(256, &[1024, 4096, 1024]));
+        let r = bench(|| { model.train_step(&mut g, x, t, Loss::Mse(bp::Reduction::Mean)); }, b, 20);
+        rep.add("W3_wide_step", &r, fl, &[]);
         let r = bench(|| { model.step(&mut g, x, t, mse); }, b, 20);
-        rep.add("W3_wide_step", &r, Some(linear_matmul_flops(256, &[1024, 4096, 1024])), &[]);
+        rep.add("W3_wide_step_graph", &r, fl, &[]);
     }
     if rep.wants("W4") {
         let mut g = Graph::new();
@@ -344,7 +350,7 @@ fn main() {
         let mut g = Graph::new();
         let (mut model, x, y) = make_d(&mut g);
         let fl = Some(linear_matmul_flops(32, &[64, 128, 10]));
-        let r = bench(|| { model.train_step(&mut g, x, y); }, b, 30);
+        let r = bench(|| { model.train_step(&mut g, x, y, CE); }, b, 30);
         rep.add("D_digits_step", &r, fl, &[]);
         let r = bench(|| { model.step(&mut g, x, y, cross_entropy); }, b, 30);
         rep.add("D_digits_step_graph", &r, fl, &[]);

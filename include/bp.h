@@ -1341,6 +1341,21 @@ bp_status bp_model_train_step_cross_entropy(bp_model *model,
                                             double *loss_out);
 
 /**
+ * `bp_model_train_step_cross_entropy` with the mean squared error against float32 targets of the
+ * model output's shape [N, out_features] (`reduction` a `BP_REDUCTION_*`, mean or sum): bit-identical
+ * to the step built from `bp_model_forward`, `bp_mse_loss`, `bp_backward` and `bp_optimizer_step`.
+ *
+ * Ownership: as `bp_model_train_step_cross_entropy`.
+ */
+bp_status bp_model_train_step_mse(bp_model *model,
+                                  bp_graph *graph,
+                                  bp_optimizer *optimizer,
+                                  bp_tensor x,
+                                  bp_tensor target,
+                                  bp_reduction reduction,
+                                  double *loss_out);
+
+/**
  * Drops the gradient of every parameter (`zero_grad(set_to_none=True)`, PyTorch's default).
  *
  * Ownership: the gradient tensors are freed; their handles become stale.

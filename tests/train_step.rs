@@ -22,11 +22,19 @@ enum Opt {
     Adam,
 }
 
-fn setup(layers: &dyn Fn(&mut Graph) -> Vec<Layer>, batch: usize, features: usize, classes: i64, opt: Opt, flat: bool) -> Setup {
+/// Targets for `loss`: classes in 0..classes, or values of shape [batch, classes] for MSE.
+fn targets(g: &mut Graph, loss: Loss, batch: usize, classes: i64) -> Tensor {
+    match loss {
+        Loss::CrossEntropy(_) => g.randint(0, classes, &[batch]).unwrap(),
+        Loss::Mse(_) => g.randn(&[batch, classes as usize], 0.0, 1.0, DType::F32).unwrap(),
+    }
+}
+
+fn setup(layers: &dyn Fn(&mut Graph) -> Vec<Layer>, batch: usize, features: usize, classes: i64, opt: Opt, flat: bool, loss: Loss) -> Setup {
     let mut g = Graph::new();
     g.manual_seed(7);
     let x = g.randn(&[batch, features], 0.0, 3.0, DType::F32).unwrap();
-    let y = g.randint(0, classes, &[batch]).unwrap();
+    let y = targets(&mut g, loss, batch, classes);
     g.set_persistent(x, true).unwrap();
     g.set_persistent(y, true).unwrap();
     let mut net = Sequential::new();
@@ -47,11 +55,14 @@ fn setup(layers: &dyn Fn(&mut Graph) -> Vec<Layer>, batch: usize, features: usiz
 
 impl Setup {
     /// The step built from graph ops, as PyTorch's loop.
-    fn graph_step(&mut self, ce: CrossEntropyOptions) -> f64 {
+    fn graph_step(&mut self, loss: Loss) -> f64 {
         let g = &mut self.g;
         self.opt.zero_grad(g).unwrap();
         let z = self.net.forward(g, self.x).unwrap();
-        let l = g.cross_entropy_with(z, self.y, ce).unwrap();
+        let l = match loss {
+            Loss::CrossEntropy(ce) => g.cross_entropy_with(z, self.y, ce).unwrap(),
+            Loss::Mse(r) => g.mse_loss(z, self.y, r).unwrap(),
+        };
         let v = g.item(l).unwrap();
         g.backward(l, None, false).unwrap();
         self.opt.step(g).unwrap();
@@ -59,8 +70,8 @@ impl Setup {
         v
     }
 
-    fn compiled_step(&mut self, ce: CrossEntropyOptions) -> f64 {
-        self.net.train_step(&mut self.g, self.opt.as_mut(), self.x, self.y, Loss::CrossEntropy(ce)).unwrap()
+    fn compiled_step(&mut self, loss: Loss) -> f64 {
+        self.net.train_step(&mut self.g, self.opt.as_mut(), self.x, self.y, loss).unwrap()
     }
 
     fn bits(&self, t: Tensor) -> Vec<u32> {
@@ -76,8 +87,8 @@ impl Setup {
 /// Runs `steps` steps both ways on twin setups and checks the losses, parameters and gradients bit
 /// for bit after each.
 #[allow(clippy::too_many_arguments)]
-fn same_as_graph(name: &str, layers: &dyn Fn(&mut Graph) -> Vec<Layer>, batch: usize, features: usize, classes: i64, opt: Opt, flat: bool, ce: CrossEntropyOptions, freeze_first: bool) {
-    let (mut a, mut b) = (setup(layers, batch, features, classes, opt, flat), setup(layers, batch, features, classes, opt, flat));
+fn same_as_graph(name: &str, layers: &dyn Fn(&mut Graph) -> Vec<Layer>, batch: usize, features: usize, classes: i64, opt: Opt, flat: bool, loss: Loss, freeze_first: bool) {
+    let (mut a, mut b) = (setup(layers, batch, features, classes, opt, flat, loss), setup(layers, batch, features, classes, opt, flat, loss));
     if freeze_first {
         for s in [&mut a, &mut b] {
             let w = s.net.parameters()[0];
@@ -85,7 +96,7 @@ fn same_as_graph(name: &str, layers: &dyn Fn(&mut Graph) -> Vec<Layer>, batch: u
         }
     }
     for step in 0..6 {
-        let (la, lb) = (a.graph_step(ce), b.compiled_step(ce));
+        let (la, lb) = (a.graph_step(loss), b.compiled_step(loss));
         assert_eq!(la.to_bits(), lb.to_bits(), "{name}, step {step}: loss {la} from ops, {lb} compiled");
         assert!(a.state() == b.state(), "{name}, step {step}: parameters or gradients differ");
     }
@@ -98,7 +109,7 @@ fn linear(g: &mut Graph, i: usize, o: usize, bias: bool) -> Layer {
 
 #[test]
 fn train_step_is_bit_identical_to_the_step_built_from_graph_ops() {
-    let mean = CrossEntropyOptions::default();
+    let mean = Loss::CrossEntropy(CrossEntropyOptions::default());
     let seed_net = |g: &mut Graph| vec![linear(g, 20, 13, false), Layer::Relu, linear(g, 13, 8, false), Layer::Sigmoid, linear(g, 8, 3, true)];
     same_as_graph("seed network", &seed_net, 500, 20, 3, Opt::Sgd, false, mean, false);
     same_as_graph("seed network, batch 1", &seed_net, 1, 20, 3, Opt::Sgd, false, mean, false);
@@ -112,16 +123,21 @@ fn train_step_is_bit_identical_to_the_step_built_from_graph_ops() {
     let wide = |g: &mut Graph| vec![linear(g, 300, 256, true), Layer::Relu, linear(g, 256, 40, true)];
     same_as_graph("wide layers, 40 classes", &wide, 96, 300, 40, Opt::Momentum, false, mean, false);
     // The cross-entropy's options.
-    let opts = CrossEntropyOptions { reduction: Reduction::Sum, label_smoothing: 0.1, ignore_index: 2 };
+    let opts = Loss::CrossEntropy(CrossEntropyOptions { reduction: Reduction::Sum, label_smoothing: 0.1, ignore_index: 2 });
     same_as_graph("sum, label smoothing, ignore_index", &seed_net, 50, 20, 3, Opt::Sgd, false, opts, false);
-    let all_ignored = CrossEntropyOptions { ignore_index: 0, ..CrossEntropyOptions::default() };
+    let all_ignored = Loss::CrossEntropy(CrossEntropyOptions { ignore_index: 0, ..CrossEntropyOptions::default() });
     same_as_graph("every target ignored (a NaN loss)", &seed_net, 4, 20, 1, Opt::Sgd, false, all_ignored, false);
+    // Mean squared error, mean and sum, on a small net and on the blocked path.
+    same_as_graph("mse, mean", &seed_net, 50, 20, 3, Opt::Momentum, false, Loss::Mse(Reduction::Mean), false);
+    same_as_graph("mse, sum", &odd, 21, 12, 5, Opt::Adam, false, Loss::Mse(Reduction::Sum), false);
+    same_as_graph("mse, wide", &wide, 96, 300, 40, Opt::Sgd, false, Loss::Mse(Reduction::Mean), false);
 }
 
 #[test]
 fn train_step_keeps_its_buffers_across_batch_sizes() {
     let net = |g: &mut Graph| vec![linear(g, 6, 9, true), Layer::Relu, linear(g, 9, 4, true)];
-    let (mut a, mut b) = (setup(&net, 40, 6, 4, Opt::Sgd, false), setup(&net, 40, 6, 4, Opt::Sgd, false));
+    let ce = Loss::CrossEntropy(CrossEntropyOptions::default());
+    let (mut a, mut b) = (setup(&net, 40, 6, 4, Opt::Sgd, false, ce), setup(&net, 40, 6, 4, Opt::Sgd, false, ce));
     for batch in [40, 3, 100, 1, 40] {
         for s in [&mut a, &mut b] {
             s.g.manual_seed(batch as u64);
@@ -130,7 +146,6 @@ fn train_step_keeps_its_buffers_across_batch_sizes() {
             s.g.set_persistent(s.x, true).unwrap();
             s.g.set_persistent(s.y, true).unwrap();
         }
-        let ce = CrossEntropyOptions::default();
         assert_eq!(a.graph_step(ce).to_bits(), b.compiled_step(ce).to_bits(), "batch {batch}");
         assert!(a.state() == b.state(), "batch {batch}: parameters or gradients differ");
     }
@@ -139,9 +154,9 @@ fn train_step_keeps_its_buffers_across_batch_sizes() {
 #[test]
 fn train_step_refuses_what_it_does_not_take_and_changes_nothing() {
     let net = |g: &mut Graph| vec![linear(g, 4, 5, true), Layer::Relu, linear(g, 5, 3, true)];
-    let mut s = setup(&net, 8, 4, 3, Opt::Sgd, false);
-    let before = s.state();
     let ce = Loss::CrossEntropy(CrossEntropyOptions::default());
+    let mut s = setup(&net, 8, 4, 3, Opt::Sgd, false, ce);
+    let before = s.state();
     let refused = |s: &mut Setup, x: Tensor, y: Tensor, loss: Loss, kind: ErrorKind, what: &str| {
         let e = s.net.train_step(&mut s.g, s.opt.as_mut(), x, y, loss).expect_err(what);
         assert_eq!(e.kind(), kind, "{what}: {e}");
@@ -169,6 +184,12 @@ fn train_step_refuses_what_it_does_not_take_and_changes_nothing() {
     refused(&mut s, x, yf, ce, ErrorKind::ShapeMismatch, "float targets");
     let yb = s.g.from_i64(&[0, 1, 2, 3, 0, 1, 2, 0], &[8]).unwrap();
     refused(&mut s, x, yb, ce, ErrorKind::InvalidArgument, "a target out of range");
+    // MSE: targets of the output's shape, float32; a scalar reduction.
+    refused(&mut s, x, y, Loss::Mse(Reduction::Mean), ErrorKind::ShapeMismatch, "class targets for mse");
+    let y3 = s.g.randn(&[8, 3], 0.0, 1.0, DType::F32).unwrap();
+    refused(&mut s, x, y3, Loss::Mse(Reduction::None), ErrorKind::InvalidArgument, "mse without reduction");
+    let y2 = s.g.randn(&[8, 2], 0.0, 1.0, DType::F32).unwrap();
+    refused(&mut s, x, y2, Loss::Mse(Reduction::Mean), ErrorKind::ShapeMismatch, "mse targets of another width");
     // Inside no_grad.
     s.g.set_grad_enabled(false);
     refused(&mut s, x, y, ce, ErrorKind::Autograd, "gradients disabled");
@@ -180,10 +201,10 @@ fn train_step_refuses_what_it_does_not_take_and_changes_nothing() {
     assert!(s.state() == before, "a refused step changed a parameter or a gradient");
 
     // Layers it does not take: LayerNorm, training-mode Dropout, and a weight used twice.
-    let mut ln = setup(&|g: &mut Graph| vec![linear(g, 4, 3, true), Layer::layer_norm(g, &[3], 1e-5, true).unwrap()], 8, 4, 3, Opt::Sgd, false);
+    let mut ln = setup(&|g: &mut Graph| vec![linear(g, 4, 3, true), Layer::layer_norm(g, &[3], 1e-5, true).unwrap()], 8, 4, 3, Opt::Sgd, false, ce);
     let e = ln.net.train_step(&mut ln.g, ln.opt.as_mut(), ln.x, ln.y, ce).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
-    let mut drop = setup(&|g: &mut Graph| vec![linear(g, 4, 3, true), Layer::Dropout(0.5)], 8, 4, 3, Opt::Sgd, false);
+    let mut drop = setup(&|g: &mut Graph| vec![linear(g, 4, 3, true), Layer::Dropout(0.5)], 8, 4, 3, Opt::Sgd, false, ce);
     let e = drop.net.train_step(&mut drop.g, drop.opt.as_mut(), drop.x, drop.y, ce).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
     let mut g = Graph::new();

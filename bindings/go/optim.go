@@ -301,3 +301,17 @@ func (m *Model) TrainStep(o *Optimizer, x, target Tensor, opts CrossEntropyOptio
 	runtime.KeepAlive(m)
 	return float64(loss), err
 }
+
+// TrainStepMSE is TrainStep with the mean squared error against float32 targets of the model
+// output's shape [N, out], reduced by reduction (ReductionMean or ReductionSum).
+func (m *Model) TrainStepMSE(o *Optimizer, x, target Tensor, reduction Reduction) (float64, error) {
+	if m == nil || m.ptr == nil {
+		return 0, closedError("model")
+	}
+	var loss C.double
+	err := o.callIn(func(p *C.bp_optimizer, gp *C.bp_graph) C.bp_status {
+		return C.bp_model_train_step_mse(m.ptr, gp, p, x.h, target.h, C.bp_reduction(reduction), &loss)
+	})
+	runtime.KeepAlive(m)
+	return float64(loss), err
+}

@@ -319,6 +319,31 @@ func TestTrainStepIsTheStepBuiltFromOps(t *testing.T) {
 	if pa, pb := flatParams(t, ma), flatParams(t, mb); !reflect.DeepEqual(pa, pb) {
 		t.Fatalf("parameters differ: %v vs %v", pa, pb)
 	}
+	// Mean squared error, continuing both.
+	values := make([]float32, 24)
+	for i := range values {
+		values[i] = float32(i%5) / 4
+	}
+	ta, tb := must[Tensor](t)(ga.FromFloat32(values, 12, 2)), must[Tensor](t)(gb.FromFloat32(values, 12, 2))
+	ok(t, ta.SetPersistent(true))
+	for i := 0; i < 3; i++ {
+		ok(t, oa.ZeroGrad())
+		loss := must[Tensor](t)(must[Tensor](t)(ma.Forward(a.X)).MSELoss(ta, ReductionMean))
+		la := must[float64](t)(loss.Item())
+		ok(t, loss.Backward())
+		ok(t, oa.Step())
+		ok(t, ga.Reset())
+		lb := must[float64](t)(mb.TrainStepMSE(ob, b.X, tb, ReductionMean))
+		if math.Float64bits(la) != math.Float64bits(lb) {
+			t.Fatalf("mse step %d: loss %v from ops, %v from TrainStepMSE", i, la, lb)
+		}
+	}
+	if pa, pb := flatParams(t, ma), flatParams(t, mb); !reflect.DeepEqual(pa, pb) {
+		t.Fatalf("parameters differ after mse: %v vs %v", pa, pb)
+	}
+	if _, err := mb.TrainStepMSE(ob, b.X, b.Y, ReductionMean); !errors.Is(err, ErrShapeMismatch) {
+		t.Fatalf("class targets for mse: %v", err)
+	}
 	gelu := must[*Model](t)(NewModel())
 	defer gelu.Close()
 	ok(t, gelu.AddLinear(gb, "", 3, 2, true))

@@ -114,9 +114,26 @@ pub extern "C" fn bp_optimizer_step(optimizer: *mut bp_optimizer, graph: *mut bp
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn bp_model_train_step_cross_entropy(model: *mut bp_model, graph: *mut bp_graph, optimizer: *mut bp_optimizer, x: Tensor, target: Tensor, reduction: bp_reduction, label_smoothing: f64, ignore_index: i64, loss_out: *mut f64) -> bp_status {
+    train_step(model, graph, optimizer, x, target, loss_out, || {
+        Ok(Loss::CrossEntropy(CrossEntropyOptions { reduction: Reduction::from_i32(reduction)?, label_smoothing, ignore_index }))
+    })
+}
+
+/// `bp_model_train_step_cross_entropy` with the mean squared error against float32 targets of the
+/// model output's shape [N, out_features] (`reduction` a `BP_REDUCTION_*`, mean or sum): bit-identical
+/// to the step built from `bp_model_forward`, `bp_mse_loss`, `bp_backward` and `bp_optimizer_step`.
+///
+/// Ownership: as `bp_model_train_step_cross_entropy`.
+#[no_mangle]
+pub extern "C" fn bp_model_train_step_mse(model: *mut bp_model, graph: *mut bp_graph, optimizer: *mut bp_optimizer, x: Tensor, target: Tensor, reduction: bp_reduction, loss_out: *mut f64) -> bp_status {
+    train_step(model, graph, optimizer, x, target, loss_out, || Ok(Loss::Mse(Reduction::from_i32(reduction)?)))
+}
+
+/// The compiled step behind both C functions, the loss made (and checked) inside the boundary.
+fn train_step(model: *mut bp_model, graph: *mut bp_graph, optimizer: *mut bp_optimizer, x: Tensor, target: Tensor, loss_out: *mut f64, loss: impl FnOnce() -> Result<Loss>) -> bp_status {
     boundary(|| {
         let loss_out = Out::new(loss_out, "loss_out")?;
-        let loss = Loss::CrossEntropy(CrossEntropyOptions { reduction: Reduction::from_i32(reduction)?, label_smoothing, ignore_index });
+        let loss = loss()?;
         let value = with_graph(graph, |g| with_object(model, |m| with_object(optimizer, |o| m.train_step(g, o.as_mut(), x, target, loss))))?;
         loss_out.write(value);
         Ok(())

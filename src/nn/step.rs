@@ -16,8 +16,9 @@ use crate::dtype::{Block, Buf, DType};
 use crate::error::{bail, err, Result};
 use crate::graph::{Graph, Tensor};
 use crate::kernels::math::{activate_f32, Activation};
+use crate::kernels::simd::vectorised;
 use crate::ops::elementwise::activation_grad;
-use crate::ops::loss::{checked_targets, cross_entropy_backward_rows, cross_entropy_rows_fast, cross_entropy_rows_general, CrossEntropyOptions};
+use crate::ops::loss::{checked_targets, cross_entropy_backward_rows, cross_entropy_rows_fast, cross_entropy_rows_general, mse_total, CrossEntropyOptions};
 use crate::ops::reduce::sum_into;
 use crate::ops::Reduction;
 use crate::optim::Optimizer;
@@ -30,6 +31,26 @@ pub enum Loss {
     /// `cross_entropy` of the model's output `[N, C]` against int64 classes `[N]`, with PyTorch's
     /// options (reduction mean or sum: a step needs a scalar loss).
     CrossEntropy(CrossEntropyOptions),
+    /// `mse_loss` of the model's output against float32 targets of its shape, reduced by the mean
+    /// or the sum.
+    Mse(Reduction),
+}
+
+impl Loss {
+    fn reduction(&self) -> Reduction {
+        match self {
+            Loss::CrossEntropy(ce) => ce.reduction,
+            Loss::Mse(r) => *r,
+        }
+    }
+}
+
+/// A loss whose targets were checked against the model's output: for cross-entropy, how many
+/// targets count.
+#[derive(Clone, Copy)]
+enum Checked {
+    CrossEntropy(CrossEntropyOptions, usize),
+    Mse(Reduction),
 }
 
 /// One stage of the compiled forward: a Linear layer, with the relu, sigmoid or tanh layer after
@@ -99,8 +120,9 @@ impl Sequential {
     ///
     /// Takes float32 models made of Linear, Relu, Sigmoid, Tanh and Flatten layers (and Dropout in
     /// eval mode, where it does nothing), each parameter used once, an input `x` of shape
-    /// `[N, in_features]` that does not require grad, and [`Loss::CrossEntropy`] with reduction
-    /// mean or sum. Anything else is an `Unsupported` (or shape, dtype, argument) error, with the
+    /// `[N, in_features]` that does not require grad, and a [`Loss`] reduced by its mean or sum
+    /// (cross-entropy against int64 classes `[N]`, or MSE against float32 targets of the output's
+    /// shape). Anything else is an `Unsupported` (or shape, dtype, argument) error, with the
     /// graph and the parameters untouched: build that step from graph ops.
     ///
     /// Unlike a step from ops, it writes each parameter's gradient into the `.grad` tensor the
@@ -108,15 +130,16 @@ impl Sequential {
     /// `zero_grad` dropped the old one; and with anomaly detection on it checks the loss, not every
     /// intermediate value.
     pub fn train_step(&mut self, g: &mut Graph, opt: &mut dyn Optimizer, x: Tensor, target: Tensor, loss: Loss) -> Result<f64> {
-        let Loss::CrossEntropy(ce) = loss;
         if !g.is_grad_enabled() {
             bail!(Autograd, "train_step: gradients are disabled (inside no_grad); the loss would not require grad");
         }
-        if ce.reduction == Reduction::None {
+        if loss.reduction() == Reduction::None {
             bail!(InvalidArgument, "train_step: the loss must be a scalar (reduction mean or sum, not none)");
         }
-        if !(0.0..=1.0).contains(&ce.label_smoothing) {
-            bail!(InvalidArgument, "cross_entropy: label_smoothing must lie in [0, 1], got {}", ce.label_smoothing);
+        if let Loss::CrossEntropy(ce) = loss {
+            if !(0.0..=1.0).contains(&ce.label_smoothing) {
+                bail!(InvalidArgument, "cross_entropy: label_smoothing must lie in [0, 1], got {}", ce.label_smoothing);
+            }
         }
         let sx = g.shape(x)?;
         if g.dtype(x)? != DType::F32 {
@@ -130,12 +153,22 @@ impl Sequential {
         }
         let (n, width) = (sx.dim(0), sx.dim(1));
         let classes = self.plan(g, width)?;
-        let st = g.shape(target)?;
-        if st.dims() != [n] || g.dtype(target)? != DType::I64 {
-            bail!(ShapeMismatch, "train_step: cross_entropy needs int64 targets of shape [{}], got {} {:?}", n, g.dtype(target)?.name(), st);
-        }
-        let count = checked_targets(g.data_i64(target)?, classes, ce.ignore_index)?;
-        let value = self.run_step(g, x, target, n, classes, count, ce)?;
+        let (st, dt) = (g.shape(target)?, g.dtype(target)?);
+        let loss = match loss {
+            Loss::CrossEntropy(ce) => {
+                if st.dims() != [n] || dt != DType::I64 {
+                    bail!(ShapeMismatch, "train_step: cross_entropy needs int64 targets of shape [{}], got {} {:?}", n, dt.name(), st);
+                }
+                Checked::CrossEntropy(ce, checked_targets(g.data_i64(target)?, classes, ce.ignore_index)?)
+            }
+            Loss::Mse(r) => {
+                if st.dims() != [n, classes] || dt != DType::F32 {
+                    bail!(ShapeMismatch, "train_step: mse_loss needs float32 targets of the output's shape [{}, {}], got {} {:?}", n, classes, dt.name(), st);
+                }
+                Checked::Mse(r)
+            }
+        };
+        let value = self.run_step(g, x, target, n, classes, loss)?;
         if g.anomaly && !value.is_finite() {
             bail!(Anomaly, "anomaly: train_step's loss is {}", value);
         }
@@ -201,8 +234,7 @@ impl Sequential {
 
     /// The forward, the loss and the backward of a planned step, each parameter's gradient left in
     /// its `.grad`; returns the loss.
-    #[allow(clippy::too_many_arguments)]
-    fn run_step(&mut self, g: &mut Graph, x: Tensor, target: Tensor, n: usize, classes: usize, count: usize, ce: CrossEntropyOptions) -> Result<f64> {
+    fn run_step(&mut self, g: &mut Graph, x: Tensor, target: Tensor, n: usize, classes: usize, loss: Checked) -> Result<f64> {
         let StepState { stages, outs, grads, rows, unit, scratch } = &mut self.step;
         if outs.len() < stages.len() {
             outs.resize_with(stages.len(), Block::new);
@@ -224,26 +256,41 @@ impl Sequential {
             }
         }
 
-        // The loss, and each row's gradient with respect to its logits.
-        let logits = &outs[stages.len() - 1][..n * classes];
-        let (rows, unit) = (at_least(rows, n)?, at_least(unit, n * classes)?);
-        let tv = g.data_i64(target)?;
-        let eps = ce.label_smoothing;
-        let total = match cross_entropy_rows_fast(logits, classes, tv, ce.ignore_index, eps, rows, Some(unit)) {
-            Some(total) => total,
-            None => {
-                let (e, stats) = at_least(scratch, n * classes + 3 * n)?.split_at_mut(n * classes);
-                cross_entropy_rows_general(logits, classes, tv, ce.ignore_index, eps, rows, Some(unit), e, stats)
-            }
-        };
-        let value = f32::from_f64(if ce.reduction == Reduction::Sum { total } else { total / count as f64 }).to_f64();
-
-        // Backward, from the loss's seed of 1 down to the first stage that trains a parameter,
-        // the gradient of each stage's output in `cur` and of its input written to `next`.
+        // The loss, and its gradient with respect to the output (from the backward's seed of 1),
+        // as the loss op and its backward compute them.
         let widest = stages.iter().map(|s| s.nout).max().unwrap_or(0);
         let [ga, gb] = grads;
         let (mut cur, mut next) = (at_least(ga, n * widest)?, at_least(gb, n * widest)?);
-        cross_entropy_backward_rows(unit, classes, tv, ce.ignore_index, ce.reduction, &[1.0f32], &mut cur[..n * classes]);
+        let z = &outs[stages.len() - 1][..n * classes];
+        let value = match loss {
+            Checked::CrossEntropy(ce, count) => {
+                let (rows, unit) = (at_least(rows, n)?, at_least(unit, n * classes)?);
+                let tv = g.data_i64(target)?;
+                let eps = ce.label_smoothing;
+                let total = match cross_entropy_rows_fast(z, classes, tv, ce.ignore_index, eps, rows, Some(unit)) {
+                    Some(total) => total,
+                    None => {
+                        let (e, stats) = at_least(scratch, n * classes + 3 * n)?.split_at_mut(n * classes);
+                        cross_entropy_rows_general(z, classes, tv, ce.ignore_index, eps, rows, Some(unit), e, stats)
+                    }
+                };
+                cross_entropy_backward_rows(unit, classes, tv, ce.ignore_index, ce.reduction, &[1.0f32], &mut cur[..n * classes]);
+                if ce.reduction == Reduction::Sum { total } else { total / count as f64 }
+            }
+            Checked::Mse(reduction) => {
+                let y = g.data::<f32>(target)?;
+                let total = mse_total(z, y);
+                // mse_backward's ops: (z − y)·2, times the seed expanded and scaled by 1/n for the mean.
+                let scale = if reduction == Reduction::Mean { f32::from_f64(1.0 / z.len().max(1) as f64) } else { 1.0 };
+                let s = 1.0f32 * scale;
+                vectorised(|| cur[..z.len()].iter_mut().zip(z.iter().zip(y)).for_each(|(o, (&p, &q))| *o = ((p - q) * 2.0) * s));
+                if reduction == Reduction::Sum { total } else { total / z.len() as f64 }
+            }
+        };
+        let value = f32::from_f64(value).to_f64();
+
+        // Backward, down to the first stage that trains a parameter, the gradient of each stage's
+        // output in `cur` and of its input written to `next`.
         for (i, s) in stages.iter().enumerate().rev() {
             if !s.upstream {
                 break;

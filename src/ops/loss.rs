@@ -57,6 +57,16 @@ fn reduced_shape(shape: &Shape, reduction: Reduction) -> Shape {
     }
 }
 
+/// The sum of the squared differences, in float64.
+pub(crate) fn mse_total<T: Float>(x: &[T], y: &[T]) -> f64 {
+    let mut s = 0.0f64;
+    for (&p, &q) in x.iter().zip(y) {
+        let d = (p - q).to_f64();
+        s += d * d;
+    }
+    s
+}
+
 /// How many of the targets count (are not `ignore`), after checking that each lies in 0..c.
 pub(crate) fn checked_targets(targets: &[i64], c: usize, ignore: i64) -> Result<usize> {
     // One pass over the targets, without branches so that it vectorises: the rows that count,
@@ -204,11 +214,7 @@ impl Graph {
             match reduction {
                 Reduction::None => out.iter_mut().zip(x.iter().zip(y)).for_each(|(o, (&p, &q))| *o = (p - q) * (p - q)),
                 Reduction::Mean | Reduction::Sum => {
-                    let mut s = 0.0f64;
-                    for (&p, &q) in x.iter().zip(y) {
-                        let d = (p - q).to_f64();
-                        s += d * d;
-                    }
+                    let mut s = mse_total(x, y);
                     if reduction == Reduction::Mean {
                         s /= x.len() as f64;
                     }

@@ -359,15 +359,15 @@ static void test_datasets_and_loader(void) {
     OK(bp_graph_free(g));
 }
 
-/* bp_model_train_step_cross_entropy is the step built from ops, bit for bit, and refuses what it
+/* bp_model_train_step_cross_entropy and _mse are the step built from ops, bit for bit, and refuses what it
  * does not take without touching the parameters. */
 static void test_train_step_matches_the_step_from_ops(void) {
     bp_graph *ga = NULL, *gb = NULL;
     bp_model *ma, *mb, *gelu = NULL;
     bp_optimizer *oa = NULL, *ob = NULL, *og = NULL;
-    bp_tensor xa, ya, xb, yb, y7, stale;
+    bp_tensor xa, ya, xb, yb, y7, stale, ta, tb;
     float x[36], pa[26], pb[26], before[26];
-    int64_t y[12], dims[2] = {12, 3}, dims7[1] = {7};
+    int64_t y[12], dims[2] = {12, 3}, dims2[2] = {12, 2}, dims7[1] = {7};
     double la = 0, lb = 0, l = 0;
     int i, step;
     for (i = 0; i < 36; i++) x[i] = (float)((i * 5) % 13) / 4.0f - 1.5f;
@@ -404,6 +404,31 @@ static void test_train_step_matches_the_step_from_ops(void) {
     read_params(ga, ma, pa);
     read_params(gb, mb, pb);
     CHECK(memcmp(pa, pb, sizeof pa) == 0);
+    /* Then mean squared error against float targets of the output's shape, continuing both. */
+    OK(bp_tensor_from_f32(ga, x, 24, dims2, 2, &ta));
+    OK(bp_tensor_from_f32(gb, x, 24, dims2, 2, &tb));
+    OK(bp_tensor_set_persistent(ga, ta, true));
+    for (step = 0; step < 3; step++) {
+        bp_tensor out, loss;
+        OK(bp_optimizer_zero_grad(oa, ga));
+        OK(bp_model_forward(ma, ga, xa, &out));
+        OK(bp_mse_loss(ga, out, ta, BP_REDUCTION_SUM, &loss));
+        OK(bp_tensor_item(ga, loss, &la));
+        OK(bp_backward(ga, loss, NULL, false, false));
+        OK(bp_optimizer_step(oa, ga));
+        OK(bp_graph_reset(ga));
+        OK(bp_model_train_step_mse(mb, gb, ob, xb, tb, BP_REDUCTION_SUM, &lb));
+        CHECK(memcmp(&la, &lb, sizeof la) == 0);
+    }
+    read_params(ga, ma, pa);
+    read_params(gb, mb, pb);
+    CHECK(memcmp(pa, pb, sizeof pa) == 0);
+    FAILS(bp_model_train_step_mse(mb, gb, ob, xb, yb, BP_REDUCTION_MEAN, &l), BP_ERR_SHAPE_MISMATCH);
+    FAILS(bp_model_train_step_mse(mb, gb, ob, xb, tb, BP_REDUCTION_NONE, &l), BP_ERR_INVALID_ARGUMENT);
+    FAILS(bp_model_train_step_mse(mb, gb, ob, xb, tb, -1, &l), BP_ERR_INVALID_ARGUMENT);
+    FAILS(bp_model_train_step_mse(mb, gb, ob, xb, tb, BP_REDUCTION_MEAN, NULL), BP_ERR_INVALID_ARGUMENT);
+    FAILS(bp_model_train_step_mse(mb, gb, NULL, xb, tb, BP_REDUCTION_MEAN, &l), BP_ERR_INVALID_ARGUMENT);
+    read_params(gb, mb, pb);
 
     /* Error paths: each leaves the parameters as they were. */
     FAILS(bp_model_train_step_cross_entropy(NULL, gb, ob, xb, yb, BP_REDUCTION_MEAN, 0.0, -100, &l), BP_ERR_INVALID_ARGUMENT);

@@ -248,7 +248,7 @@ TEST(Optimizer, every_optimizer_lowers_the_loss) {
     }
 }
 
-// bp::train_step is the step built from ops, bit for bit; unsupported layers throw.
+// bp::train_step and bp::train_step_mse are the step built from ops, bit for bit; unsupported layers throw.
 TEST(Optimizer, train_step_is_the_step_built_from_ops) {
     bp::Dataset d = small_data();
     bp::Graph ga, gb;
@@ -270,6 +270,22 @@ TEST(Optimizer, train_step_is_the_step_built_from_ops) {
         EXPECT_EQ(la, lb) << "step " << i;
     }
     EXPECT_EQ(flat_params(ma), flat_params(mb));
+    // Mean squared error, continuing both.
+    std::vector<float> values(24);
+    for (int i = 0; i < 24; i++) values[i] = static_cast<float>(i % 5) / 4.0f;
+    bp::Tensor ta = ga.tensor(values, {12, 2}), tb = gb.tensor(values, {12, 2});
+    ta.set_persistent();
+    for (int i = 0; i < 3; i++) {
+        oa.zero_grad();
+        bp::Tensor loss = bp::mse_loss(ma(a.x), ta);
+        const double la = loss.item();
+        loss.backward();
+        oa.step();
+        ga.reset();
+        EXPECT_EQ(la, bp::train_step_mse(mb, ob, b.x, tb)) << "mse step " << i;
+    }
+    EXPECT_EQ(flat_params(ma), flat_params(mb));
+    expect_error(bp::Status::shape_mismatch, [&] { bp::train_step_mse(mb, ob, b.x, b.y); });
     bp::Model gelu;
     gelu.add_linear(gb, 3, 2).add(bp::Layer::gelu);
     bp::Optimizer og = bp::Optimizer::sgd(gb, gelu, 0.1);

@@ -969,6 +969,13 @@ inline double train_step(Model &model, Optimizer &opt, const Tensor &x, const Te
     return loss;
 }
 
+/// train_step with the mean squared error against float32 targets of the model output's shape.
+inline double train_step_mse(Model &model, Optimizer &opt, const Tensor &x, const Tensor &target, Reduction reduction = Reduction::mean) {
+    double loss = 0.0;
+    detail::check(bp_model_train_step_mse(model.get(), x.graph(), opt.get(), x.handle(), target.handle(), static_cast<bp_reduction>(reduction), &loss));
+    return loss;
+}
+
 /// A learning-rate schedule attached to an optimizer (which must outlive it). Move-only.
 class Schedule : public detail::Owner<bp_schedule, bp_schedule_free> {
   public:
