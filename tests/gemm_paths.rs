@@ -3,7 +3,8 @@
 //! n = 1, sizes that leave partial tiles and several cache blocks) and alpha/beta; and our kernels
 //! against each other and across thread counts, where they must agree bit for bit.
 
-use bp::kernels::gemm::{sgemm, sgemm_layer, sgemm_on, SgemmPath};
+use bp::kernels::gemm::{sgemm, sgemm_act_grad, sgemm_layer, sgemm_on, SgemmPath};
+use bp::Activation;
 
 /// A small deterministic generator (xorshift), so the test needs no dependency.
 struct Rng(u64);
@@ -173,6 +174,46 @@ fn a_bias_added_as_sums_are_stored_equals_one_filled_into_c_first() {
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&stored), bits(&filled), "{m}x{k}x{n}, B transposed: {tb}");
         }
+    }
+}
+
+#[test]
+fn an_activation_gradient_applied_as_sums_are_stored_equals_the_pass_after_the_product() {
+    // A backward through an activation: (g·W) ⊙ act'(y). The small path scales the sums as it
+    // stores them; it must give the bits of the product followed by the activation's backward,
+    // including at y = 0, y = 1, NaN and infinite values. Where the kernel does not take a product
+    // it says so and writes nothing.
+    let mut rng = Rng(12);
+    let shapes = [(1, 1, 1), (500, 3, 8), (500, 8, 13), (9, 22, 16), (17, 5, 6), (8, 2, 16), (500, 8, 3), (200, 30, 70)];
+    let grad = |act: Activation, gv: f32, y: f32| match act {
+        Activation::Relu => gv * if y > 0.0 { 1.0 } else { 0.0 },
+        Activation::Sigmoid => gv * (y * (-y + 1.0)),
+        Activation::Tanh => gv * (-(y * y) + 1.0),
+    };
+    let mut took = 0;
+    for &(m, k, n) in &shapes {
+        for act in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
+            let (a, b) = (rng.vec(m * k), rng.vec(k * n));
+            let mut y = rng.vec(m * n);
+            for (i, v) in [0.0, -0.0, 1.0, f32::NAN, f32::INFINITY, -1.0].into_iter().enumerate().take(m * n) {
+                y[i] = v;
+            }
+            let mut fused = vec![f32::NAN; m * n];
+            let applied = sgemm_act_grad(m, k, n, &a, k as isize, 1, &b, n as isize, 1, &y, act, &mut fused);
+            if !applied {
+                assert!(fused.iter().all(|v| v.is_nan()), "{m}x{k}x{n}: declined but wrote");
+                continue;
+            }
+            took += 1;
+            let mut apart = vec![0.0; m * n];
+            sgemm(m, k, n, 1.0, &a, k as isize, 1, &b, n as isize, 1, 0.0, &mut apart, n as isize, 1);
+            let want: Vec<u32> = apart.iter().zip(&y).map(|(&gv, &y)| grad(act, gv, y).to_bits()).collect();
+            let got: Vec<u32> = fused.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, want, "{m}x{k}x{n}, {act:?}");
+        }
+    }
+    if SgemmPath::best() == SgemmPath::Avx512 {
+        assert!(took >= 12, "the small path took only {took} of the products");
     }
 }
 

@@ -167,6 +167,32 @@ pub fn sgemm_layer(
     }
 }
 
+/// The gradient through an activation in one pass: C = (A·B) ⊙ act'(y) for a contiguous m×n C and
+/// the activation's output y (m×n, laid out as C), as the product (C = A·B) followed by the
+/// activation's backward over C would compute it, bit for bit; the derivative is applied as the
+/// small path's kernel stores its sums. Returns false, having done nothing, where that kernel does
+/// not take the product: the caller then runs the product and the activation's backward apart.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_act_grad(
+    m: usize, k: usize, n: usize,
+    a: &[f32], rsa: isize, csa: isize,
+    b: &[f32], rsb: isize, csb: isize,
+    y: &[f32], act: Activation, c: &mut [f32],
+) -> bool {
+    assert!(y.len() == m * n && c.len() == m * n, "gemm: y and C must hold m·n values");
+    #[cfg(target_arch = "x86_64")]
+    if m > 0 && n > 0 && k > 0 && SgemmPath::best() == SgemmPath::Avx512 {
+        check_view(a.len(), m, k, rsa, csa);
+        check_view(b.len(), k, n, rsb, csb);
+        let v = Views { a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, c: c.as_mut_ptr(), rsc: n as isize, csc: 1 };
+        // SAFETY: the views were checked just above, C is borrowed mutably (no overlap with A, B or
+        // y) and is a contiguous m×n block, y holds m·n floats, m, n, k > 0, and the path's
+        // availability (AVX-512F and VL) is what best() chose.
+        return unsafe { super::gemm_small::sgemm_grad(m, k, n, v, y.as_ptr(), act) };
+    }
+    false
+}
+
 /// The float64 counterpart of [`sgemm_layer`] (always filling C first and activating after).
 #[allow(clippy::too_many_arguments)]
 pub fn dgemm_layer(

@@ -32,6 +32,7 @@
 
 use super::gemm::{k_step, transpose_16x16, Views, PARALLEL_MIN_MACS};
 use super::math::avx512 as vmath;
+use super::math::Activation;
 use super::simd::lane_mask;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -162,7 +163,26 @@ pub(super) unsafe fn sgemm_layer(m: usize, k: usize, n: usize, v: Views, bias: O
     match choose(m, k, n, v) {
         Some((p, Kernel::BInRegisters)) if p.rows == m && p.v.csc == 1 => {
             let _flush = super::denormals::FlushGuard::new();
-            b_in_registers(p, k, 1.0, if bias.is_some() { 1.0 } else { 0.0 }, Epilogue { bias, relu });
+            b_in_registers(p, k, 1.0, if bias.is_some() { 1.0 } else { 0.0 }, Epilogue { bias, relu, grad_of: None });
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A gradient through an activation: C = (A·B) ⊙ act'(y), each sum multiplied as it is stored by
+/// the derivative of relu, sigmoid or tanh at the activation's output y (m×n, laid out as C), with
+/// the arithmetic of the activation's backward (gv·(y > 0 ? 1 : 0), gv·(y·(1 − y)), gv·(1 − y²)),
+/// so the result is that of the product followed by that pass; on the small path with B in
+/// registers and C unturned, one row per vector. Returns false, having done nothing, if not.
+///
+/// # Safety
+/// As [`sgemm_layer`]; y holds m·n floats and does not overlap C.
+pub(super) unsafe fn sgemm_grad(m: usize, k: usize, n: usize, v: Views, y: *const f32, act: Activation) -> bool {
+    match choose(m, k, n, v) {
+        Some((p, Kernel::BInRegisters)) if p.rows == m && p.v.csc == 1 && rows_per_vector(&p, k, 1.0, 0.0, false).is_none() => {
+            let _flush = super::denormals::FlushGuard::new();
+            b_in_registers(p, k, 1.0, 0.0, Epilogue { grad_of: Some((act, y)), ..Epilogue::default() });
             true
         }
         _ => false,
@@ -277,10 +297,15 @@ unsafe fn load_narrow(p: *const f32, cols: usize, mask: __mmask16) -> __m512 {
 /// tanh are not applied here: on eight rows at once their constants and temporaries pushed B out of
 /// its registers (500×13×8 with sigmoid: 1.3 µs for the product, 2.5 with a pass over C after it,
 /// 3.9 in the stores), so [`super::gemm::sgemm_layer`] applies them in a pass over C.
+///
+/// Or, in a backward, scales each sum by an activation's derivative at that element of the
+/// activation's output `y` (an m×n block laid out as C), as the activation's backward would in a
+/// pass over C after the product (see [`sgemm_grad`]).
 #[derive(Clone, Copy, Default)]
 struct Epilogue {
     bias: Option<*const f32>,
     relu: bool,
+    grad_of: Option<(Activation, *const f32)>,
 }
 
 /// The B-in-registers kernel over a whole plan (cols ≤ 16, k ≤ MAX_K_IN_REGISTERS, csa = 1, B's
@@ -396,6 +421,10 @@ const STORE: u8 = 0;
 const BIAS: u8 = 1;
 const ANY: u8 = 2;
 const BIAS_RELU: u8 = 3;
+/// Stored times an activation's derivative at y ([`sgemm_grad`]).
+const GRAD_RELU: u8 = 4;
+const GRAD_SIGMOID: u8 = 5;
+const GRAD_TANH: u8 = 6;
 
 /// Rows of C per group of the B-in-registers kernel.
 const R: usize = 8;
@@ -411,18 +440,26 @@ unsafe fn rows_against_b<const K: usize>(p: Plan, alpha: f32, beta: f32, epi: Ep
     // The bias row, or −0 (x + −0 = x for every x) for a relu without a bias.
     let row = epi.bias.map_or(_mm512_set1_ps(-0.0), |b| load_narrow(b, p.cols, lane_mask(p.cols)));
     debug_assert!(epi.bias.is_none() && !epi.relu || p.v.csc == 1 && alpha == 1.0);
+    if let Some((act, y)) = epi.grad_of {
+        return match act {
+            Activation::Relu => rows_against_b_as::<K, GRAD_RELU>(p, alpha, beta, none, y),
+            Activation::Sigmoid => rows_against_b_as::<K, GRAD_SIGMOID>(p, alpha, beta, none, y),
+            Activation::Tanh => rows_against_b_as::<K, GRAD_TANH>(p, alpha, beta, none, y),
+        };
+    }
+    let no_y = std::ptr::null();
     match (epi.bias, epi.relu) {
-        (Some(_), false) => rows_against_b_as::<K, BIAS>(p, alpha, beta, row),
-        (_, true) => rows_against_b_as::<K, BIAS_RELU>(p, alpha, beta, row),
-        (None, false) if p.v.csc == 1 && alpha == 1.0 && beta == 0.0 => rows_against_b_as::<K, STORE>(p, alpha, beta, none),
-        (None, false) => rows_against_b_as::<K, ANY>(p, alpha, beta, none),
+        (Some(_), false) => rows_against_b_as::<K, BIAS>(p, alpha, beta, row, no_y),
+        (_, true) => rows_against_b_as::<K, BIAS_RELU>(p, alpha, beta, row, no_y),
+        (None, false) if p.v.csc == 1 && alpha == 1.0 && beta == 0.0 => rows_against_b_as::<K, STORE>(p, alpha, beta, none, no_y),
+        (None, false) => rows_against_b_as::<K, ANY>(p, alpha, beta, none, no_y),
     }
 }
 
 /// [`rows_against_b`] for one way of meeting C (`EPI`: [`STORE`], [`BIAS`] or [`BIAS_RELU`] with
-/// the bias row in `bias`, or [`ANY`]).
+/// the bias row in `bias`, a `GRAD_*` with the activation's output `y` laid out as C, or [`ANY`]).
 #[target_feature(enable = "avx512f,avx512vl")]
-unsafe fn rows_against_b_as<const K: usize, const EPI: u8>(p: Plan, alpha: f32, beta: f32, bias: __m512) {
+unsafe fn rows_against_b_as<const K: usize, const EPI: u8>(p: Plan, alpha: f32, beta: f32, bias: __m512, y: *const f32) {
     let mask = lane_mask(p.cols);
     let mut bv = [_mm512_setzero_ps(); K];
     // A B read transposed (a layer's weight in x·Wᵀ) is gathered, its K rows once per product,
@@ -438,6 +475,8 @@ unsafe fn rows_against_b_as<const K: usize, const EPI: u8>(p: Plan, alpha: f32, 
         };
     }
     let g = Group { mask, cols: p.cols, csc: p.v.csc, alpha, beta, bias };
+    // The rows of y beside those of C (only read by the GRAD_* stores, which take a contiguous C).
+    let y_row = |i: usize| y.wrapping_add(i * p.cols);
     let mut i0 = 0;
     // Full groups of a row-major A whose rows lie back to back (rsa = K): each row's offset from
     // the group's first is a constant, so the multiply-adds address A from one register with
@@ -446,14 +485,14 @@ unsafe fn rows_against_b_as<const K: usize, const EPI: u8>(p: Plan, alpha: f32, 
         while i0 + R <= p.rows {
             let a = p.v.a.add(i0 * K);
             let c = p.v.c.offset(i0 as isize * p.v.rsc);
-            g.run::<K, EPI, true>(&bv, std::array::from_fn(|r| a.add(r * K)), std::array::from_fn(|r| c.offset(r as isize * p.v.rsc)), R);
+            g.run::<K, EPI, true>(&bv, std::array::from_fn(|r| a.add(r * K)), std::array::from_fn(|r| c.offset(r as isize * p.v.rsc)), std::array::from_fn(|r| y_row(i0 + r)), R);
             i0 += R;
         }
     }
     while i0 < p.rows {
         let live = R.min(p.rows - i0);
         let row = |r: usize| (i0 + r.min(live - 1)) as isize;
-        g.run::<K, EPI, false>(&bv, std::array::from_fn(|r| p.v.a.offset(row(r) * p.v.rsa)), std::array::from_fn(|r| p.v.c.offset(row(r) * p.v.rsc)), live);
+        g.run::<K, EPI, false>(&bv, std::array::from_fn(|r| p.v.a.offset(row(r) * p.v.rsa)), std::array::from_fn(|r| p.v.c.offset(row(r) * p.v.rsc)), std::array::from_fn(|r| y_row(row(r) as usize)), live);
         i0 += R;
     }
 }
@@ -476,7 +515,7 @@ impl Group {
     /// says (the blocked kernels' store arithmetic: alpha·acc, then + C when beta = 1, or fused
     /// beta·C + that for another beta).
     #[inline(always)]
-    unsafe fn run<const K: usize, const EPI: u8, const FULL: bool>(self, bv: &[__m512; K], rows: [*const f32; R], c_rows: [*mut f32; R], live: usize) {
+    unsafe fn run<const K: usize, const EPI: u8, const FULL: bool>(self, bv: &[__m512; K], rows: [*const f32; R], c_rows: [*mut f32; R], y_rows: [*const f32; R], live: usize) {
         let Group { mask, cols, csc, alpha, beta, bias } = self;
         let vector_c = EPI != ANY || csc == 1;
         let mut old = [_mm512_setzero_ps(); R];
@@ -497,6 +536,16 @@ impl Group {
                     STORE => acc[r],
                     BIAS => _mm512_add_ps(acc[r], bias),
                     BIAS_RELU => vmath::relu(_mm512_add_ps(acc[r], bias)),
+                    GRAD_RELU | GRAD_SIGMOID | GRAD_TANH => {
+                        let (y, one) = (load_narrow(y_rows[r], cols, mask), _mm512_set1_ps(1.0));
+                        // The backward's formulas, rounded step by step (1 − v is −v + 1 exactly).
+                        let d = match EPI {
+                            GRAD_RELU => _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, _mm512_setzero_ps()), one),
+                            GRAD_SIGMOID => _mm512_mul_ps(y, _mm512_sub_ps(one, y)),
+                            _ => _mm512_sub_ps(one, _mm512_mul_ps(y, y)),
+                        };
+                        _mm512_mul_ps(acc[r], d)
+                    }
                     _ => {
                         let x = if alpha == 1.0 { acc[r] } else { _mm512_mul_ps(_mm512_set1_ps(alpha), acc[r]) };
                         if beta == 1.0 {

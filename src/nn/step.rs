@@ -15,6 +15,7 @@ use super::{Layer, Sequential};
 use crate::dtype::{Block, Buf, DType};
 use crate::error::{bail, err, Result};
 use crate::graph::{Graph, Tensor};
+use crate::kernels::gemm::sgemm_act_grad;
 use crate::kernels::math::{activate_f32, Activation};
 use crate::kernels::simd::vectorised;
 use crate::ops::elementwise::activation_grad;
@@ -68,6 +69,16 @@ struct Stage {
 enum StageOp {
     Linear { w: Tensor, b: Option<Tensor>, act: Option<Activation> },
     Act(Activation),
+}
+
+impl Stage {
+    /// The activation that makes the stage's output, if any.
+    fn activation(&self) -> Option<Activation> {
+        match self.op {
+            StageOp::Linear { act, .. } => act,
+            StageOp::Act(act) => Some(act),
+        }
+    }
 }
 
 /// What a Sequential keeps between compiled steps: the plan of its last step and its buffers,
@@ -290,7 +301,9 @@ impl Sequential {
         let value = f32::from_f64(value).to_f64();
 
         // Backward, down to the first stage that trains a parameter, the gradient of each stage's
-        // output in `cur` and of its input written to `next`.
+        // output in `cur` and of its input written to `next`; `scaled` when the product that wrote
+        // `cur` already applied the stage's activation's backward.
+        let mut scaled = false;
         for (i, s) in stages.iter().enumerate().rev() {
             if !s.upstream {
                 break;
@@ -301,9 +314,11 @@ impl Sequential {
                 StageOp::Act(act) => (Some(act), None, None),
                 StageOp::Linear { w, b, act } => (act, Some(w), b),
             };
-            if let Some(act) = act {
+            // The activation's backward, unless the product that made gout applied it.
+            if let Some(act) = act.filter(|_| !scaled) {
                 activation_grad(act, gout, &outs[i][..n * nout], None);
             }
+            scaled = false;
             let Some(w) = w else { continue }; // an activation alone: its input's gradient is gout
             let gout = &*gout;
             if g.requires_grad(w)? {
@@ -328,7 +343,14 @@ impl Sequential {
                 })?;
             }
             if i > 0 && stages[i - 1].upstream {
-                f32::gemm(n, nout, nin, 1.0, gout, nout as isize, 1, g.data::<f32>(w)?, nin as isize, 1, 0.0, &mut next[..n * nin], nin as isize, 1);
+                // The input's gradient, times the derivative of the activation before this layer
+                // as the product stores it where the kernel can (the activation's output is this
+                // layer's input).
+                let (w, gin) = (g.data::<f32>(w)?, &mut next[..n * nin]);
+                scaled = stages[i - 1].activation().is_some_and(|act| sgemm_act_grad(n, nout, nin, gout, nout as isize, 1, w, nin as isize, 1, &outs[i - 1][..n * nin], act, gin));
+                if !scaled {
+                    f32::gemm(n, nout, nin, 1.0, gout, nout as isize, 1, w, nin as isize, 1, 0.0, gin, nin as isize, 1);
+                }
                 std::mem::swap(&mut cur, &mut next);
             }
         }
