@@ -1322,7 +1322,7 @@ bp_status bp_optimizer_step(bp_optimizer *optimizer,
  * `bp_optimizer_step`, at a fraction of the cost for small networks.
  *
  * Takes float32 models of Linear, ReLU, sigmoid, tanh and flatten layers (dropout in eval mode),
- * an input `x` of shape [N, in_features] that does not require grad, and int64 targets [N]. Other
+ * an input `x` of shape `[N, in_features]` that does not require grad, and int64 targets `[N]`. Other
  * layers fail with `BP_ERR_UNSUPPORTED`; reduction none with `BP_ERR_INVALID_ARGUMENT`. A failed
  * call leaves the parameters and their gradients as they were.
  *
@@ -1342,7 +1342,7 @@ bp_status bp_model_train_step_cross_entropy(bp_model *model,
 
 /**
  * `bp_model_train_step_cross_entropy` with the mean squared error against float32 targets of the
- * model output's shape [N, out_features] (`reduction` a `BP_REDUCTION_*`, mean or sum): bit-identical
+ * model output's shape `[N, out_features]` (`reduction` a `BP_REDUCTION_*`, mean or sum): bit-identical
  * to the step built from `bp_model_forward`, `bp_mse_loss`, `bp_backward` and `bp_optimizer_step`.
  *
  * Ownership: as `bp_model_train_step_cross_entropy`.
