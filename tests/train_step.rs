@@ -199,6 +199,13 @@ fn train_step_refuses_what_it_does_not_take_and_changes_nothing() {
     s.g.free(xf).unwrap();
     refused(&mut s, xf, y, ce, ErrorKind::InvalidHandle, "a freed input");
     assert!(s.state() == before, "a refused step changed a parameter or a gradient");
+    // The input is a parameter's .grad, which the step writes as it reads the input.
+    s.net.train_step(&mut s.g, s.opt.as_mut(), x, y, ce).unwrap();
+    let before = s.state();
+    let gw = s.g.grad(s.net.parameters()[0]).unwrap().expect("a .grad after a step");
+    let y5 = s.g.randint(0, 3, &[5]).unwrap();
+    refused(&mut s, gw, y5, ce, ErrorKind::InvalidArgument, "the input is the first weight's .grad");
+    assert!(s.state() == before, "a refused step changed a parameter or a gradient");
 
     // Layers it does not take: LayerNorm, training-mode Dropout, and a weight used twice.
     let mut ln = setup(&|g: &mut Graph| vec![linear(g, 4, 3, true), Layer::layer_norm(g, &[3], 1e-5, true).unwrap()], 8, 4, 3, Opt::Sgd, false, ce);

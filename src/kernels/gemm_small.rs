@@ -421,10 +421,9 @@ const STORE: u8 = 0;
 const BIAS: u8 = 1;
 const ANY: u8 = 2;
 const BIAS_RELU: u8 = 3;
-/// Stored times an activation's derivative at y ([`sgemm_grad`]).
-const GRAD_RELU: u8 = 4;
-const GRAD_SIGMOID: u8 = 5;
-const GRAD_TANH: u8 = 6;
+/// Stored times an activation's derivative at y ([`sgemm_grad`]; one instance for the three
+/// activations, chosen per group of rows: one per activation made the library 300 KB larger).
+const GRAD: u8 = 4;
 
 /// Rows of C per group of the B-in-registers kernel.
 const R: usize = 8;
@@ -440,14 +439,10 @@ unsafe fn rows_against_b<const K: usize>(p: Plan, alpha: f32, beta: f32, epi: Ep
     // The bias row, or −0 (x + −0 = x for every x) for a relu without a bias.
     let row = epi.bias.map_or(_mm512_set1_ps(-0.0), |b| load_narrow(b, p.cols, lane_mask(p.cols)));
     debug_assert!(epi.bias.is_none() && !epi.relu || p.v.csc == 1 && alpha == 1.0);
-    if let Some((act, y)) = epi.grad_of {
-        return match act {
-            Activation::Relu => rows_against_b_as::<K, GRAD_RELU>(p, alpha, beta, none, y),
-            Activation::Sigmoid => rows_against_b_as::<K, GRAD_SIGMOID>(p, alpha, beta, none, y),
-            Activation::Tanh => rows_against_b_as::<K, GRAD_TANH>(p, alpha, beta, none, y),
-        };
+    if let Some(grad_of) = epi.grad_of {
+        return rows_against_b_as::<K, GRAD>(p, alpha, beta, none, grad_of);
     }
-    let no_y = std::ptr::null();
+    let no_y = (Activation::Relu, std::ptr::null());
     match (epi.bias, epi.relu) {
         (Some(_), false) => rows_against_b_as::<K, BIAS>(p, alpha, beta, row, no_y),
         (_, true) => rows_against_b_as::<K, BIAS_RELU>(p, alpha, beta, row, no_y),
@@ -457,9 +452,10 @@ unsafe fn rows_against_b<const K: usize>(p: Plan, alpha: f32, beta: f32, epi: Ep
 }
 
 /// [`rows_against_b`] for one way of meeting C (`EPI`: [`STORE`], [`BIAS`] or [`BIAS_RELU`] with
-/// the bias row in `bias`, a `GRAD_*` with the activation's output `y` laid out as C, or [`ANY`]).
+/// the bias row in `bias`, [`GRAD`] with the activation and its output `y` laid out as C, or
+/// [`ANY`]).
 #[target_feature(enable = "avx512f,avx512vl")]
-unsafe fn rows_against_b_as<const K: usize, const EPI: u8>(p: Plan, alpha: f32, beta: f32, bias: __m512, y: *const f32) {
+unsafe fn rows_against_b_as<const K: usize, const EPI: u8>(p: Plan, alpha: f32, beta: f32, bias: __m512, (act, y): (Activation, *const f32)) {
     let mask = lane_mask(p.cols);
     let mut bv = [_mm512_setzero_ps(); K];
     // A B read transposed (a layer's weight in x·Wᵀ) is gathered, its K rows once per product,
@@ -474,8 +470,8 @@ unsafe fn rows_against_b_as<const K: usize, const EPI: u8>(p: Plan, alpha: f32, 
             _mm512_maskz_loadu_ps(mask, row)
         };
     }
-    let g = Group { mask, cols: p.cols, csc: p.v.csc, alpha, beta, bias };
-    // The rows of y beside those of C (only read by the GRAD_* stores, which take a contiguous C).
+    let g = Group { mask, cols: p.cols, csc: p.v.csc, alpha, beta, bias, act };
+    // The rows of y beside those of C (only read by the GRAD stores, which take a contiguous C).
     let y_row = |i: usize| y.wrapping_add(i * p.cols);
     let mut i0 = 0;
     // Full groups of a row-major A whose rows lie back to back (rsa = K): each row's offset from
@@ -507,6 +503,8 @@ struct Group {
     beta: f32,
     /// The bias row ([`BIAS`] and [`BIAS_RELU`]).
     bias: __m512,
+    /// The activation whose derivative scales the sums ([`GRAD`]).
+    act: Activation,
 }
 
 impl Group {
@@ -516,7 +514,7 @@ impl Group {
     /// beta·C + that for another beta).
     #[inline(always)]
     unsafe fn run<const K: usize, const EPI: u8, const FULL: bool>(self, bv: &[__m512; K], rows: [*const f32; R], c_rows: [*mut f32; R], y_rows: [*const f32; R], live: usize) {
-        let Group { mask, cols, csc, alpha, beta, bias } = self;
+        let Group { mask, cols, csc, alpha, beta, bias, act } = self;
         let vector_c = EPI != ANY || csc == 1;
         let mut old = [_mm512_setzero_ps(); R];
         if EPI == ANY && vector_c && beta != 0.0 {
@@ -530,22 +528,38 @@ impl Group {
                 acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(*rows[r].add(kk)), b, acc[r]);
             }
         }
+        if EPI == GRAD {
+            // The backward's formulas, rounded step by step (1 − v is −v + 1 exactly); the
+            // activation is chosen once for the group, outside the per-row code.
+            let one = _mm512_set1_ps(1.0);
+            let y = |r: usize| load_narrow(y_rows[r], cols, mask);
+            match act {
+                Activation::Relu => {
+                    for r in 0..R {
+                        acc[r] = _mm512_mul_ps(acc[r], _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(y(r), _mm512_setzero_ps()), one));
+                    }
+                }
+                Activation::Sigmoid => {
+                    for r in 0..R {
+                        let y = y(r);
+                        acc[r] = _mm512_mul_ps(acc[r], _mm512_mul_ps(y, _mm512_sub_ps(one, y)));
+                    }
+                }
+                Activation::Tanh => {
+                    for r in 0..R {
+                        let y = y(r);
+                        acc[r] = _mm512_mul_ps(acc[r], _mm512_sub_ps(one, _mm512_mul_ps(y, y)));
+                    }
+                }
+            }
+        }
         if vector_c {
             for r in 0..R {
                 acc[r] = match EPI {
                     STORE => acc[r],
                     BIAS => _mm512_add_ps(acc[r], bias),
                     BIAS_RELU => vmath::relu(_mm512_add_ps(acc[r], bias)),
-                    GRAD_RELU | GRAD_SIGMOID | GRAD_TANH => {
-                        let (y, one) = (load_narrow(y_rows[r], cols, mask), _mm512_set1_ps(1.0));
-                        // The backward's formulas, rounded step by step (1 − v is −v + 1 exactly).
-                        let d = match EPI {
-                            GRAD_RELU => _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, _mm512_setzero_ps()), one),
-                            GRAD_SIGMOID => _mm512_mul_ps(y, _mm512_sub_ps(one, y)),
-                            _ => _mm512_sub_ps(one, _mm512_mul_ps(y, y)),
-                        };
-                        _mm512_mul_ps(acc[r], d)
-                    }
+                    GRAD => acc[r],
                     _ => {
                         let x = if alpha == 1.0 { acc[r] } else { _mm512_mul_ps(_mm512_set1_ps(alpha), acc[r]) };
                         if beta == 1.0 {

@@ -164,6 +164,20 @@ impl Sequential {
         }
         let (n, width) = (sx.dim(0), sx.dim(1));
         let classes = self.plan(g, width)?;
+        // The step writes the parameters' gradients while it reads x and the target: neither may
+        // be one of them, nor a view into the same flat gradient buffer.
+        for s in &self.step.stages {
+            let StageOp::Linear { w, b, .. } = s.op else { continue };
+            for p in std::iter::once(w).chain(b) {
+                let Some(gp) = g.entry(p)?.grad.filter(|&gp| g.entry(gp).is_ok()) else { continue };
+                for t in [x, target] {
+                    let region = g.region_of(t)?;
+                    if t == gp || region.is_some() && region == g.region_of(gp)? {
+                        bail!(InvalidArgument, "train_step: the input or the target is (or shares storage with) a parameter's .grad, which the step writes");
+                    }
+                }
+            }
+        }
         let (st, dt) = (g.shape(target)?, g.dtype(target)?);
         let loss = match loss {
             Loss::CrossEntropy(ce) => {
