@@ -535,20 +535,20 @@ impl Group {
             let y = |r: usize| load_narrow(y_rows[r], cols, mask);
             match act {
                 Activation::Relu => {
-                    for r in 0..R {
-                        acc[r] = _mm512_mul_ps(acc[r], _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(y(r), _mm512_setzero_ps()), one));
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        *a = _mm512_mul_ps(*a, _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(y(r), _mm512_setzero_ps()), one));
                     }
                 }
                 Activation::Sigmoid => {
-                    for r in 0..R {
+                    for (r, a) in acc.iter_mut().enumerate() {
                         let y = y(r);
-                        acc[r] = _mm512_mul_ps(acc[r], _mm512_mul_ps(y, _mm512_sub_ps(one, y)));
+                        *a = _mm512_mul_ps(*a, _mm512_mul_ps(y, _mm512_sub_ps(one, y)));
                     }
                 }
                 Activation::Tanh => {
-                    for r in 0..R {
+                    for (r, a) in acc.iter_mut().enumerate() {
                         let y = y(r);
-                        acc[r] = _mm512_mul_ps(acc[r], _mm512_sub_ps(one, _mm512_mul_ps(y, y)));
+                        *a = _mm512_mul_ps(*a, _mm512_sub_ps(one, _mm512_mul_ps(y, y)));
                     }
                 }
             }
