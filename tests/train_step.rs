@@ -138,7 +138,7 @@ fn train_step_keeps_its_buffers_across_batch_sizes() {
     let net = |g: &mut Graph| vec![linear(g, 6, 9, true), Layer::Relu, linear(g, 9, 4, true)];
     let ce = Loss::CrossEntropy(CrossEntropyOptions::default());
     let (mut a, mut b) = (setup(&net, 40, 6, 4, Opt::Sgd, false, ce), setup(&net, 40, 6, 4, Opt::Sgd, false, ce));
-    for batch in [40, 3, 100, 1, 40] {
+    for batch in [40, 3, 100, 1, 0, 40] {
         for s in [&mut a, &mut b] {
             s.g.manual_seed(batch as u64);
             s.x = s.g.randn(&[batch, 6], 0.0, 1.0, DType::F32).unwrap();
