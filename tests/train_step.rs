@@ -194,6 +194,11 @@ fn train_step_refuses_what_it_does_not_take_and_changes_nothing() {
     s.g.set_grad_enabled(false);
     refused(&mut s, x, y, ce, ErrorKind::Autograd, "gradients disabled");
     s.g.set_grad_enabled(true);
+    // Anomaly detection: a NaN loss is an error before any gradient is written.
+    let xn = s.g.full(&[8, 4], f64::NAN, DType::F32).unwrap();
+    s.g.set_anomaly_detection(true);
+    refused(&mut s, xn, y, ce, ErrorKind::Anomaly, "a NaN loss with anomaly detection on");
+    s.g.set_anomaly_detection(false);
     // A freed input.
     let xf = s.g.randn(&[8, 4], 0.0, 1.0, DType::F32).unwrap();
     s.g.free(xf).unwrap();

@@ -138,8 +138,8 @@ impl Sequential {
     ///
     /// Unlike a step from ops, it writes each parameter's gradient into the `.grad` tensor the
     /// parameter already has (making one the first time), rather than into a new tensor after
-    /// `zero_grad` dropped the old one; and with anomaly detection on it checks the loss, not every
-    /// intermediate value.
+    /// `zero_grad` dropped the old one; and with anomaly detection on it checks the loss (before any
+    /// gradient is written), not every intermediate value.
     pub fn train_step(&mut self, g: &mut Graph, opt: &mut dyn Optimizer, x: Tensor, target: Tensor, loss: Loss) -> Result<f64> {
         if !g.is_grad_enabled() {
             bail!(Autograd, "train_step: gradients are disabled (inside no_grad); the loss would not require grad");
@@ -194,9 +194,6 @@ impl Sequential {
             }
         };
         let value = self.run_step(g, x, target, n, classes, loss)?;
-        if g.anomaly && !value.is_finite() {
-            bail!(Anomaly, "anomaly: train_step's loss is {}", value);
-        }
         opt.step(g)?;
         Ok(value)
     }
@@ -313,6 +310,9 @@ impl Sequential {
             }
         };
         let value = f32::from_f64(value).to_f64();
+        if g.anomaly && !value.is_finite() {
+            bail!(Anomaly, "anomaly: train_step's loss is {}", value);
+        }
 
         // Backward, down to the first stage that trains a parameter, the gradient of each stage's
         // output in `cur` and of its input written to `next`; `scaled` when the product that wrote
