@@ -1321,9 +1321,10 @@ bp_status bp_optimizer_step(bp_optimizer *optimizer,
  * step built from `bp_model_forward`, `bp_cross_entropy_ex`, `bp_backward` and
  * `bp_optimizer_step`, at a fraction of the cost for small networks.
  *
- * Takes float32 models of Linear, ReLU, sigmoid, tanh and flatten layers (dropout in eval mode),
- * an input `x` of shape `[N, in_features]` that does not require grad, and int64 targets `[N]`. Other
- * layers fail with `BP_ERR_UNSUPPORTED`; reduction none with `BP_ERR_INVALID_ARGUMENT`. A failed
+ * Takes float32 models of Linear, ReLU, leaky ReLU, sigmoid, tanh, GELU and flatten layers
+ * (dropout in eval mode), an input `x` of shape `[N, in_features]` that does not require grad, and
+ * int64 targets `[N]`. Other layers (layer norm, embedding, dropout in training mode) fail with
+ * `BP_ERR_UNSUPPORTED`; reduction none with `BP_ERR_INVALID_ARGUMENT`. A failed
  * call leaves the parameters and their gradients as they were.
  *
  * Ownership: nothing to own. The model keeps its activations between steps (freed with the

@@ -119,6 +119,9 @@ fn train_step_is_bit_identical_to_the_step_built_from_graph_ops() {
     // Tanh fused; activations alone (after Flatten, after another activation); eval-mode dropout.
     let odd = |g: &mut Graph| vec![Layer::Flatten, Layer::Tanh, linear(g, 12, 40, true), Layer::Tanh, Layer::Relu, linear(g, 40, 40, true), Layer::Sigmoid, Layer::Sigmoid, linear(g, 40, 5, true)];
     same_as_graph("activations alone", &odd, 33, 12, 5, Opt::Adam, false, mean, false);
+    // Leaky relu and GELU (their gradients from their inputs), after a Linear layer and after another activation.
+    let leaky = |g: &mut Graph| vec![linear(g, 20, 16, true), Layer::LeakyRelu(0.1), linear(g, 16, 9, false), Layer::Gelu, Layer::LeakyRelu(0.01), linear(g, 9, 3, true)];
+    same_as_graph("leaky relu and GELU", &leaky, 40, 20, 3, Opt::Momentum, false, mean, false);
     // Products on the blocked path, and more classes than the vectorised cross-entropy takes.
     let wide = |g: &mut Graph| vec![linear(g, 300, 256, true), Layer::Relu, linear(g, 256, 40, true)];
     same_as_graph("wide layers, 40 classes", &wide, 96, 300, 40, Opt::Momentum, false, mean, false);

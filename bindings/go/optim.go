@@ -286,7 +286,7 @@ func LoadWeights(path string, g *Graph, m *Model) error {
 // TrainStep is one whole training step of m with cross-entropy, compiled: the optimizer's ZeroGrad,
 // Forward, the loss, Backward and the optimizer's Step in one call, without recording a graph; it
 // returns the loss. The result is bit-identical to the same step built from those calls. It takes
-// float32 models of Linear, ReLU, sigmoid, tanh and flatten layers (an error with
+// float32 models of Linear, activation (ReLU, leaky ReLU, sigmoid, tanh, GELU) and flatten layers (an error with
 // StatusUnsupported for others), an input x of shape [N, in] and int64 targets [N], all in the
 // optimizer's graph.
 func (m *Model) TrainStep(o *Optimizer, x, target Tensor, opts CrossEntropyOptions) (float64, error) {

@@ -16,12 +16,12 @@ use crate::dtype::{Block, Buf, DType};
 use crate::error::{bail, err, Result};
 use crate::graph::{Graph, Tensor};
 use crate::kernels::gemm::sgemm_act_grad;
-use crate::kernels::math::{activate_f32, Activation};
+use crate::kernels::math::Activation;
 use crate::kernels::simd::vectorised;
-use crate::ops::elementwise::activation_grad;
+use crate::ops::elementwise::{activation_grad, input_activation_grad, unary_into};
 use crate::ops::loss::{checked_targets, cross_entropy_backward_rows, cross_entropy_rows_fast, cross_entropy_rows_general, mse_total, CrossEntropyOptions};
 use crate::ops::reduce::sum_into;
-use crate::ops::Reduction;
+use crate::ops::{Reduction, Unary};
 use crate::optim::Optimizer;
 use crate::shape::Shape;
 use crate::Float;
@@ -55,7 +55,7 @@ enum Checked {
 }
 
 /// One stage of the compiled forward: a Linear layer, with the relu, sigmoid or tanh layer after
-/// it fused in (as [`Graph::linear_act`]), or one of those activations alone; `nin` features in,
+/// it fused in (as [`Graph::linear_act`]), or an activation alone; `nin` features in,
 /// `nout` out, and whether a gradient must reach the stage (a stage up to it trains a parameter).
 #[derive(Clone, Copy, Debug)]
 struct Stage {
@@ -68,15 +68,17 @@ struct Stage {
 #[derive(Clone, Copy, Debug)]
 enum StageOp {
     Linear { w: Tensor, b: Option<Tensor>, act: Option<Activation> },
-    Act(Activation),
+    /// An activation alone: relu, sigmoid, tanh, leaky relu or GELU.
+    Map(Unary),
 }
 
 impl Stage {
-    /// The activation that makes the stage's output, if any.
+    /// The activation that makes the stage's output, if it is one whose derivative is taken from
+    /// that output (relu, sigmoid, tanh).
     fn activation(&self) -> Option<Activation> {
         match self.op {
             StageOp::Linear { act, .. } => act,
-            StageOp::Act(act) => Some(act),
+            StageOp::Map(u) => activation_of(u),
         }
     }
 }
@@ -129,8 +131,8 @@ impl Sequential {
     /// the graph's memory limit, as an optimizer's state). It is made for small networks trained
     /// online or in tight loops, where recording the graph costs as much as the arithmetic.
     ///
-    /// Takes float32 models made of Linear, Relu, Sigmoid, Tanh and Flatten layers (and Dropout in
-    /// eval mode, where it does nothing), each parameter used once, an input `x` of shape
+    /// Takes float32 models made of Linear, Relu, LeakyRelu, Sigmoid, Tanh, Gelu and Flatten
+    /// layers (and Dropout in eval mode, where it does nothing), each parameter used once, an input `x` of shape
     /// `[N, in_features]` that does not require grad, and a [`Loss`] reduced by its mean or sum
     /// (cross-entropy against int64 classes `[N]`, or MSE against float32 targets of the output's
     /// shape). Anything else is an `Unsupported` (or shape, dtype, argument) error, with the
@@ -235,15 +237,19 @@ impl Sequential {
                     }
                     StageOp::Linear { w: *weight, b: *bias, act }
                 }
-                Layer::Relu | Layer::Sigmoid | Layer::Tanh => StageOp::Act(layer.activation().expect("an activation layer")),
+                Layer::Relu => StageOp::Map(Unary::Relu),
+                Layer::Sigmoid => StageOp::Map(Unary::Sigmoid),
+                Layer::Tanh => StageOp::Map(Unary::Tanh),
+                Layer::LeakyRelu(slope) => StageOp::Map(Unary::LeakyRelu(*slope)),
+                Layer::Gelu => StageOp::Map(Unary::Gelu),
                 // [N, width] is already flat; Dropout in eval mode is the identity.
                 Layer::Flatten => continue,
                 Layer::Dropout(_) if !self.training => continue,
-                other => bail!(Unsupported, "train_step takes Linear, Relu, Sigmoid, Tanh and Flatten layers (and Dropout in eval mode), not {:?}; build this step from graph ops", other),
+                other => bail!(Unsupported, "train_step takes Linear, activation (Relu, LeakyRelu, Sigmoid, Tanh, Gelu) and Flatten layers (and Dropout in eval mode), not {:?}; build this step from graph ops", other),
             };
             let nout = match op {
                 StageOp::Linear { w, .. } => g.shape(w)?.dim(0),
-                StageOp::Act(_) => width,
+                StageOp::Map(_) => width,
             };
             stages.push(Stage { op, nin: width, nout, upstream });
             width = nout;
@@ -271,10 +277,7 @@ impl Sequential {
                     let bias = b.map(|b| g.data::<f32>(b)).transpose()?;
                     f32::gemm_layer(n, s.nin, s.nout, a, s.nin as isize, 1, g.data::<f32>(w)?, 1, s.nin as isize, bias, act, out);
                 }
-                StageOp::Act(act) => {
-                    out.copy_from_slice(a);
-                    activate_f32(act, out);
-                }
+                StageOp::Map(u) => unary_into(a, out, u),
             }
         }
 
@@ -324,12 +327,19 @@ impl Sequential {
             }
             let (nin, nout) = (s.nin, s.nout);
             let gout = &mut cur[..n * nout];
-            let (act, w, b) = match s.op {
-                StageOp::Act(act) => (Some(act), None, None),
-                StageOp::Linear { w, b, act } => (act, Some(w), b),
+            let (w, b) = match s.op {
+                StageOp::Map(u @ (Unary::LeakyRelu(_) | Unary::Gelu)) => {
+                    // From the activation's input, the output of the stage before (a stage that
+                    // needs a gradient is never the first).
+                    input_activation_grad(u, gout, &outs[i - 1][..n * nin]);
+                    (None, None)
+                }
+                StageOp::Map(_) => (None, None),
+                StageOp::Linear { w, b, .. } => (Some(w), b),
             };
-            // The activation's backward, unless the product that made gout applied it.
-            if let Some(act) = act.filter(|_| !scaled) {
+            // The backward of an activation taken from its output, unless the product that made
+            // gout applied it.
+            if let Some(act) = s.activation().filter(|_| !scaled) {
                 activation_grad(act, gout, &outs[i][..n * nout], None);
             }
             scaled = false;
@@ -400,4 +410,14 @@ fn write_grad(g: &mut Graph, p: Tensor, f: impl FnOnce(&Graph, &mut [f32], f32) 
         }
     };
     g.with_storage_taken::<f32, _>(t, |g, c| f(g, c, beta))?
+}
+
+/// The activation of a unary function whose derivative is taken from its output.
+fn activation_of(u: Unary) -> Option<Activation> {
+    match u {
+        Unary::Relu => Some(Activation::Relu),
+        Unary::Sigmoid => Some(Activation::Sigmoid),
+        Unary::Tanh => Some(Activation::Tanh),
+        _ => None,
+    }
 }

@@ -123,6 +123,31 @@ fn gelu_grad<T: Float>(x: T) -> T {
     cdf + x * pdf
 }
 
+/// out = u(x) over slices of one length: the forward of the unary op.
+pub(crate) fn unary_into<T: Float>(x: &[T], out: &mut [T], u: Unary) {
+    // Sigmoid and tanh run over the slice (vectorised for float32: libm's expf per element was a
+    // fifth of the seed step, and tanhf a fifth of W4's chain).
+    match u {
+        Unary::Sigmoid => T::sigmoid_into(x, out),
+        Unary::Tanh => T::tanh_into(x, out),
+        _ => map_into(x, out, u),
+    }
+}
+
+/// The gradient through leaky relu or GELU from their input xs, over the incoming gradient d in
+/// place: d · (x > 0 ? 1 : slope), as the op's backward multiplies g by that mask, and
+/// d · gelu'(x), as `gelu_backward` computes it (other functions are not taken).
+pub(crate) fn input_activation_grad<T: Float>(u: Unary, d: &mut [T], xs: &[T]) {
+    match u {
+        Unary::LeakyRelu(a) => {
+            let a = T::from_f64(a);
+            chain_rule(d, xs, None, |x, gv| gv * if x > T::ZERO { T::ONE } else { a })
+        }
+        Unary::Gelu => chain_rule(d, xs, None, |x, gv| gv * gelu_grad(x)),
+        _ => unreachable!("input_activation_grad takes leaky relu and GELU"),
+    }
+}
+
 fn map_into<T: Float>(x: &[T], out: &mut [T], u: Unary) {
     // Long tensors are mapped in pieces on the library's threads (same function per element).
     macro_rules! map {
@@ -208,13 +233,7 @@ impl Graph {
             let mut out = self.alloc::<T>(shape.numel())?;
             // Sigmoid and tanh run over the slice (vectorised for float32: libm's expf per element
             // was a fifth of the seed step, and tanhf a fifth of W4's chain).
-            if u == Unary::Sigmoid {
-                T::sigmoid_into(self.data::<T>(x)?, &mut out);
-            } else if u == Unary::Tanh {
-                T::tanh_into(self.data::<T>(x)?, &mut out);
-            } else {
-                map_into(self.data::<T>(x)?, &mut out, u);
-            }
+            unary_into(self.data::<T>(x)?, &mut out, u);
             self.record(Op::Unary(u, x), shape, T::wrap(out))
         })
     }

@@ -960,7 +960,8 @@ class Optimizer : public detail::Owner<bp_optimizer, bp_optimizer_free> {
 /// One whole training step with cross-entropy, compiled: opt.zero_grad(), the forward, the loss,
 /// backward and opt.step() in one call, without recording a graph; returns the loss. Bit-identical
 /// to the same step built from forward, cross_entropy, backward and step. Takes float32 models of
-/// Linear, ReLU, sigmoid, tanh and flatten layers; throws bp::Error (BP_ERR_UNSUPPORTED) for others.
+/// Linear, activation (ReLU, leaky ReLU, sigmoid, tanh, GELU) and flatten layers; throws bp::Error
+/// (BP_ERR_UNSUPPORTED) for others.
 inline double train_step(Model &model, Optimizer &opt, const Tensor &x, const Tensor &target, Reduction reduction = Reduction::mean,
                          double label_smoothing = 0.0, std::int64_t ignore_index = -100) {
     double loss = 0.0;
