@@ -78,7 +78,7 @@ impl Stage {
     fn activation(&self) -> Option<Activation> {
         match self.op {
             StageOp::Linear { act, .. } => act,
-            StageOp::Map(u) => activation_of(u),
+            StageOp::Map(u) => u.activation(),
         }
     }
 }
@@ -410,14 +410,4 @@ fn write_grad(g: &mut Graph, p: Tensor, f: impl FnOnce(&Graph, &mut [f32], f32) 
         }
     };
     g.with_storage_taken::<f32, _>(t, |g, c| f(g, c, beta))?
-}
-
-/// The activation of a unary function whose derivative is taken from its output.
-fn activation_of(u: Unary) -> Option<Activation> {
-    match u {
-        Unary::Relu => Some(Activation::Relu),
-        Unary::Sigmoid => Some(Activation::Sigmoid),
-        Unary::Tanh => Some(Activation::Tanh),
-        _ => None,
-    }
 }

@@ -40,6 +40,17 @@ pub enum Unary {
 }
 
 impl Unary {
+    /// The activation this function is, if it is one whose derivative is taken from its output
+    /// (relu, sigmoid, tanh: the fused backward, and the layer-fused ops).
+    pub(crate) fn activation(self) -> Option<Activation> {
+        match self {
+            Unary::Relu => Some(Activation::Relu),
+            Unary::Sigmoid => Some(Activation::Sigmoid),
+            Unary::Tanh => Some(Activation::Tanh),
+            _ => None,
+        }
+    }
+
     pub(crate) fn kind(self) -> OpKind {
         match self {
             Unary::Neg => OpKind::Neg,
@@ -231,8 +242,6 @@ impl Graph {
         let shape = e.shape;
         float_dispatch!(e.buf.dtype(), T => {
             let mut out = self.alloc::<T>(shape.numel())?;
-            // Sigmoid and tanh run over the slice (vectorised for float32: libm's expf per element
-            // was a fifth of the seed step, and tanhf a fifth of W4's chain).
             unary_into(self.data::<T>(x)?, &mut out, u);
             self.record(Op::Unary(u, x), shape, T::wrap(out))
         })
@@ -279,10 +288,10 @@ impl Graph {
 
     pub(crate) fn unary_backward(&mut self, u: Unary, x: Tensor, out: Tensor, g: Tensor) -> Result<Tensor> {
         let dt = self.dtype(x)?;
-        if !self.grad_enabled && matches!(u, Unary::Relu | Unary::Sigmoid | Unary::Tanh) {
+        if let Some(act) = u.activation().filter(|_| !self.grad_enabled) {
             // Not recorded (no create_graph): one fused pass instead of two to four graph ops, with
             // the same arithmetic in the same order, so the result is bit-identical.
-            return float_dispatch!(dt, T => self.unary_backward_fused::<T>(u, out, g));
+            return float_dispatch!(dt, T => self.unary_backward_fused::<T>(u, act, out, g));
         }
         let gx = match u {
             Unary::Neg => self.neg(g)?,
@@ -339,16 +348,11 @@ impl Graph {
     /// handed on: one pass over two arrays instead of three, and no fresh buffer whose first write
     /// fetches every line of it (the relu and sigmoid backward of the seed step, 500×13 and 500×8,
     /// wrote mostly stalled on those fetches).
-    fn unary_backward_fused<T: Float>(&mut self, u: Unary, out: Tensor, g: Tensor) -> Result<Tensor> {
+    fn unary_backward_fused<T: Float>(&mut self, u: Unary, act: Activation, out: Tensor, g: Tensor) -> Result<Tensor> {
         let shape = self.shape(out)?;
         if self.shape(g)? != shape {
             bail!(ShapeMismatch, "{} backward: gradient shape {:?} differs from {:?}", u.kind().name(), self.shape(g)?, shape);
         }
-        let act = match u {
-            Unary::Relu => Activation::Relu,
-            Unary::Sigmoid => Activation::Sigmoid,
-            _ => Activation::Tanh,
-        };
         let derivative = |d: &mut [T], ys: &[T], gs: Option<&[T]>| activation_grad(act, d, ys, gs);
         if self.fuse_grad_accumulation && g != out && !matches!(self.entry(g)?.buf, Buf::View(_)) {
             self.with_mut_and_ref::<T, _>(g, out, |gs, ys| derivative(gs, ys, None))?;
