@@ -144,14 +144,9 @@ pub fn sgemm_layer(
     let mut pending = act;
     'product: {
         #[cfg(target_arch = "x86_64")]
-        if (bias.is_some() || act.is_some()) && m > 0 && n > 0 && k > 0 && SgemmPath::best() == SgemmPath::Avx512 {
-            check_view(a.len(), m, k, rsa, csa);
-            check_view(b.len(), k, n, rsb, csb);
-            let v = Views { a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, c: c.as_mut_ptr(), rsc: n as isize, csc: 1 };
+        if let Some(v) = (bias.is_some() || act.is_some()).then(|| small_path_views(m, k, n, a, rsa, csa, b, rsb, csb, c)).flatten() {
             let relu = act == Some(Activation::Relu);
-            // SAFETY: the views were checked just above, C is borrowed mutably (no overlap) and is
-            // a contiguous m×n block, the bias (if any) holds n floats, m, n, k > 0, and the path's
-            // availability (AVX-512F and VL) is what best() chose.
+            // SAFETY: as small_path_views says; the bias (if any) holds n floats (asserted above).
             if unsafe { super::gemm_small::sgemm_layer(m, k, n, v, bias.map(<[f32]>::as_ptr), relu) } {
                 if relu {
                     pending = None;
@@ -181,16 +176,26 @@ pub fn sgemm_act_grad(
 ) -> bool {
     assert!(y.len() == m * n && c.len() == m * n, "gemm: y and C must hold m·n values");
     #[cfg(target_arch = "x86_64")]
-    if m > 0 && n > 0 && k > 0 && SgemmPath::best() == SgemmPath::Avx512 {
-        check_view(a.len(), m, k, rsa, csa);
-        check_view(b.len(), k, n, rsb, csb);
-        let v = Views { a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, c: c.as_mut_ptr(), rsc: n as isize, csc: 1 };
-        // SAFETY: the views were checked just above, C is borrowed mutably (no overlap with A, B or
-        // y) and is a contiguous m×n block, y holds m·n floats, m, n, k > 0, and the path's
-        // availability (AVX-512F and VL) is what best() chose.
+    if let Some(v) = small_path_views(m, k, n, a, rsa, csa, b, rsb, csb, c) {
+        // SAFETY: as small_path_views says; y holds m·n floats (asserted above) and, a shared
+        // borrow, does not overlap C.
         return unsafe { super::gemm_small::sgemm_grad(m, k, n, v, y.as_ptr(), act) };
     }
     false
+}
+
+/// The checked views of a product into a contiguous m×n C (C.len() = m·n, checked by the caller)
+/// for the small path's layer and gradient kernels, when they can run: the CPU's best path is
+/// AVX-512 (F and VL) and m, n, k > 0. C is borrowed mutably, so it overlaps neither A nor B.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn small_path_views(m: usize, k: usize, n: usize, a: &[f32], rsa: isize, csa: isize, b: &[f32], rsb: isize, csb: isize, c: &mut [f32]) -> Option<Views> {
+    if m == 0 || n == 0 || k == 0 || SgemmPath::best() != SgemmPath::Avx512 {
+        return None;
+    }
+    check_view(a.len(), m, k, rsa, csa);
+    check_view(b.len(), k, n, rsb, csb);
+    Some(Views { a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, c: c.as_mut_ptr(), rsc: n as isize, csc: 1 })
 }
 
 /// The float64 counterpart of [`sgemm_layer`] (always filling C first and activating after).

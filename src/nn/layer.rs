@@ -4,6 +4,7 @@
 use super::init::{self, FanMode, Nonlinearity};
 use crate::dtype::DType;
 use crate::kernels::math::Activation;
+use crate::ops::Unary;
 use crate::error::{bail, Result};
 use crate::graph::{Graph, Tensor};
 
@@ -120,10 +121,17 @@ impl Layer {
     /// The activation this layer is, if a Linear layer before it can apply it in the same op
     /// ([`Graph::linear_act`]).
     pub fn activation(&self) -> Option<Activation> {
+        self.unary().and_then(Unary::activation)
+    }
+
+    /// The elementwise function this layer applies, if it is an activation.
+    pub(crate) fn unary(&self) -> Option<Unary> {
         match self {
-            Layer::Relu => Some(Activation::Relu),
-            Layer::Sigmoid => Some(Activation::Sigmoid),
-            Layer::Tanh => Some(Activation::Tanh),
+            Layer::Relu => Some(Unary::Relu),
+            Layer::LeakyRelu(slope) => Some(Unary::LeakyRelu(*slope)),
+            Layer::Sigmoid => Some(Unary::Sigmoid),
+            Layer::Tanh => Some(Unary::Tanh),
+            Layer::Gelu => Some(Unary::Gelu),
             _ => None,
         }
     }
@@ -165,11 +173,9 @@ impl Layer {
                 }
                 Ok(y)
             }
-            Layer::Relu => g.relu(x),
-            Layer::LeakyRelu(s) => g.leaky_relu(x, *s),
-            Layer::Sigmoid => g.sigmoid(x),
-            Layer::Tanh => g.tanh(x),
-            Layer::Gelu => g.gelu(x),
+            Layer::Relu | Layer::LeakyRelu(_) | Layer::Sigmoid | Layer::Tanh | Layer::Gelu => {
+                g.unary(self.unary().expect("an activation layer"), x)
+            }
             Layer::Dropout(p) => g.dropout(x, *p, training),
             Layer::Flatten => {
                 let dims = g.dims(x)?;

@@ -237,11 +237,9 @@ impl Sequential {
                     }
                     StageOp::Linear { w: *weight, b: *bias, act }
                 }
-                Layer::Relu => StageOp::Map(Unary::Relu),
-                Layer::Sigmoid => StageOp::Map(Unary::Sigmoid),
-                Layer::Tanh => StageOp::Map(Unary::Tanh),
-                Layer::LeakyRelu(slope) => StageOp::Map(Unary::LeakyRelu(*slope)),
-                Layer::Gelu => StageOp::Map(Unary::Gelu),
+                Layer::Relu | Layer::LeakyRelu(_) | Layer::Sigmoid | Layer::Tanh | Layer::Gelu => {
+                    StageOp::Map(layer.unary().expect("an activation layer"))
+                }
                 // [N, width] is already flat; Dropout in eval mode is the identity.
                 Layer::Flatten => continue,
                 Layer::Dropout(_) if !self.training => continue,

@@ -39,6 +39,16 @@ pub enum Unary {
     MulScalar(f64),
 }
 
+impl From<Activation> for Unary {
+    fn from(act: Activation) -> Unary {
+        match act {
+            Activation::Relu => Unary::Relu,
+            Activation::Sigmoid => Unary::Sigmoid,
+            Activation::Tanh => Unary::Tanh,
+        }
+    }
+}
+
 impl Unary {
     /// The activation this function is, if it is one whose derivative is taken from its output
     /// (relu, sigmoid, tanh: the fused backward, and the layer-fused ops).
@@ -277,13 +287,8 @@ impl Graph {
     /// The gradient through an activation that a linear op applied ([`Graph::linear_act`]), from
     /// its output: that of the matching elementwise op.
     pub(crate) fn activation_backward(&mut self, act: Activation, out: Tensor, g: Tensor) -> Result<Tensor> {
-        let u = match act {
-            Activation::Relu => Unary::Relu,
-            Activation::Sigmoid => Unary::Sigmoid,
-            Activation::Tanh => Unary::Tanh,
-        };
         // These three read only their output; it stands in for the input they never read.
-        self.unary_backward(u, out, out, g)
+        self.unary_backward(act.into(), out, out, g)
     }
 
     pub(crate) fn unary_backward(&mut self, u: Unary, x: Tensor, out: Tensor, g: Tensor) -> Result<Tensor> {
