@@ -185,7 +185,7 @@ fn main() {
     let only = arg("--only").map(|s| s.split(',').map(str::to_string).collect());
     bp::set_num_threads(threads);
     if let Some(w) = arg("--profile") {
-        // `--profile W1|W2|W3|D` runs 200 steps untimed, for a profiler (callgrind counts instructions,
+        // `--profile W1|W2|W3|D [--graph]` runs 200 steps untimed, for a profiler (callgrind counts instructions,
         // which a noisy machine does not disturb).
         let mut g = Graph::new();
         if w == "W4" {
@@ -203,8 +203,15 @@ fn main() {
         let (mut model, x, y) = match w.as_str() { "W1" => make_w1(&mut g), "W2" => make_w2(&mut g), "W3" => make_w3(&mut g), _ => make_d(&mut g) };
         let loss: fn(&mut Graph, Tensor, Tensor) -> Tensor = if w == "W3" { mse } else { cross_entropy };
         let steps = arg("--steps").and_then(|v| v.parse().ok()).unwrap_or(200);
+        // `--graph` profiles the step built from graph ops; by default, the compiled train_step.
+        let graph = args.iter().any(|a| a == "--graph");
+        let compiled = if w == "W3" { Loss::Mse(bp::Reduction::Mean) } else { CE };
         for _ in 0..steps {
-            model.step(&mut g, x, y, loss);
+            if graph {
+                model.step(&mut g, x, y, loss);
+            } else {
+                model.train_step(&mut g, x, y, compiled);
+            }
         }
         return;
     }

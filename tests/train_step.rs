@@ -137,6 +137,31 @@ fn train_step_is_bit_identical_to_the_step_built_from_graph_ops() {
 }
 
 #[test]
+fn train_step_split_over_threads_is_bit_identical_to_the_unsplit_step() {
+    // Batches of two k blocks or more (over 256 rows) and small products: the compiled step runs
+    // its rows in parts on the threads, each k block's weight gradients apart. The step from ops
+    // (whose small products stay on one thread) is the reference.
+    let mean = Loss::CrossEntropy(CrossEntropyOptions::default());
+    let seed_net = |g: &mut Graph| vec![linear(g, 20, 13, false), Layer::Relu, linear(g, 13, 8, false), Layer::Sigmoid, linear(g, 8, 3, true)];
+    let leaky = |g: &mut Graph| vec![linear(g, 20, 16, true), Layer::LeakyRelu(0.1), linear(g, 16, 9, false), Layer::Gelu, Layer::Tanh, linear(g, 9, 3, true)];
+    let many_classes = |g: &mut Graph| vec![linear(g, 20, 16, true), Layer::Relu, linear(g, 16, 40, true)];
+    let opts = Loss::CrossEntropy(CrossEntropyOptions { reduction: Reduction::Sum, label_smoothing: 0.1, ignore_index: 2 });
+    for threads in [2, 3] {
+        bp::set_num_threads(threads);
+        for batch in [500, 257, 600, 1100] {
+            same_as_graph(&format!("seed network, {threads} threads, batch {batch}"), &seed_net, batch, 20, 3, Opt::Sgd, false, mean, false);
+        }
+        same_as_graph("flat parameters", &seed_net, 500, 20, 3, Opt::Adam, true, mean, false);
+        same_as_graph("first layer frozen", &seed_net, 700, 20, 3, Opt::Momentum, false, mean, true);
+        same_as_graph("leaky relu, GELU, an activation alone", &leaky, 520, 20, 3, Opt::Momentum, false, mean, false);
+        same_as_graph("general cross-entropy (40 classes)", &many_classes, 600, 20, 40, Opt::Sgd, false, mean, false);
+        same_as_graph("sum, label smoothing, ignore_index", &seed_net, 513, 20, 3, Opt::Sgd, false, opts, false);
+        same_as_graph("mse", &leaky, 800, 20, 3, Opt::Adam, false, Loss::Mse(Reduction::Mean), false);
+    }
+    bp::set_num_threads(1);
+}
+
+#[test]
 fn train_step_keeps_its_buffers_across_batch_sizes() {
     let net = |g: &mut Graph| vec![linear(g, 6, 9, true), Layer::Relu, linear(g, 9, 4, true)];
     let ce = Loss::CrossEntropy(CrossEntropyOptions::default());

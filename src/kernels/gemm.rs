@@ -125,7 +125,7 @@ pub fn sgemm(
     b: &[f32], rsb: isize, csb: isize,
     beta: f32, c: &mut [f32], rsc: isize, csc: isize,
 ) {
-    sgemm_on(SgemmPath::best(), crate::kernels::threads::num_threads(), m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+    sgemm_on(SgemmPath::best(), crate::kernels::threads::kernel_threads(), m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
 }
 
 /// A linear layer's forward: C = act(A·B + bias in every row) for a contiguous m×n C, with an
@@ -559,7 +559,7 @@ const DIRECT_A_MAX_PANELS: usize = 16;
 /// kernels and thread counts: the blocks depend on k alone.
 pub(crate) fn k_step(k: usize) -> usize {
     const KC: usize = 256;
-    k.div_ceil(k.div_ceil(KC)).max(1)
+    k.div_ceil(k.div_ceil(KC).max(1)).max(1)
 }
 
 /// A pointer into a checked view, moved without `unsafe` arithmetic (wrapping_offset is safe; every

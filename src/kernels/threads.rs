@@ -9,8 +9,10 @@
 //! nothing (see `Pool`), so a steady training loop stays allocation-free with threads too, and a
 //! job of a few microseconds still runs on both cores. After a job a worker spins briefly before
 //! sleeping, because training steps issue kernels back to back. The parts of a job are claimed, not
-//! assigned: the caller and the workers each take the next unclaimed part until none is left, and
-//! the caller waits only for parts a worker has actually started. A worker that wakes late, or whose
+//! assigned: the caller takes the first (a job that splits the same data the same way each time
+//! then finds the caller's part in its caches), then the caller and the workers each take the next
+//! unclaimed part until none is left, and the caller waits only for parts a worker has actually
+//! started. A worker that wakes late, or whose
 //! core another process holds, then costs at most the part it took. Measured with another process
 //! spinning on one of the two cores, 2-thread products: 256³ 54 → 160 GFLOP/s, 128×784×512 85 → 142
 //! (the caller no longer waits a scheduler time slice for a worker to start; one thread alone does
@@ -45,6 +47,29 @@ pub fn num_threads() -> usize {
         }
         n => n,
     }
+}
+
+thread_local! {
+    /// Whether this thread is computing a part of a job: a kernel called from a part runs on that
+    /// thread alone (the pool serves one job at a time, and its caller holds it while it waits).
+    static IN_PART: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// How many threads a kernel called here may use: [`num_threads`], or 1 inside a part of a job.
+pub(crate) fn kernel_threads() -> usize {
+    if IN_PART.with(|c| c.get()) { 1 } else { num_threads() }
+}
+
+/// `f(part)` with this thread marked as inside a part (restored after, also on a panic).
+fn as_part(f: &(dyn Fn(usize) + Sync), part: usize) {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            IN_PART.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(IN_PART.with(|c| c.replace(true)));
+    f(part)
 }
 
 /// A job: `f(part)` for every part in `0..parts`, each part on whichever thread claims it. The
@@ -127,7 +152,7 @@ impl Pool {
             if part >= parts {
                 return;
             }
-            f(part);
+            as_part(f, part);
         }
     }
 }
@@ -187,9 +212,9 @@ fn leave(p: &Pool) {
 /// Calls `f(part)` for every part in `0..parts` on up to `threads` threads and returns when all have
 /// finished. Each part runs exactly once, on whichever thread claims it first (the caller claims
 /// too), so `f` must write disjoint outputs for different parts and must not rely on which thread
-/// runs a part.
+/// runs a part. Called from inside a part, it runs every part on the calling thread.
 pub fn run(parts: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
-    let threads = threads.min(parts).min(MAX_THREADS);
+    let threads = if IN_PART.with(|c| c.get()) { 1 } else { threads.min(parts).min(MAX_THREADS) };
     if threads <= 1 {
         (0..parts).for_each(f);
         return;
@@ -212,7 +237,10 @@ pub fn run(parts: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
     // SAFETY: the previous job's epoch is closed and no worker is active (its `run` waited), so no
     // thread reads the slot now; `submit` keeps other callers out.
     unsafe { *p.job.get() = Job { f: fp, parts, threads } };
-    p.next.store(0, SeqCst);
+    // The caller keeps the first part for itself: a job that splits the same data the same way
+    // every time (a split training step, a product's halves) then finds its part in this core's
+    // caches, instead of whichever part a worker claimed first.
+    p.next.store(1, SeqCst);
     p.panicked.store(false, SeqCst);
     let epoch = p.epoch.load(SeqCst) + 1;
     p.epoch.store(epoch, SeqCst);
@@ -221,7 +249,10 @@ pub fn run(parts: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
         drop(lock(&p.sleep));
         p.wake.notify_all();
     }
-    let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.claim_parts(f, parts)));
+    let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        as_part(f, 0);
+        p.claim_parts(f, parts)
+    }));
     // Every part is claimed (or this thread panicked: stop handing parts out). Close the epoch, then
     // wait for the workers inside it; they usually finish within microseconds of the caller.
     p.next.store(parts, SeqCst);
@@ -254,7 +285,7 @@ pub(crate) const PARALLEL_MIN_ELEMS: usize = 1 << 17;
 /// and the start of part p (parts begin on 16-element boundaries, so no two threads write the same
 /// cache line).
 fn elementwise_parts(len: usize, work: usize) -> (usize, impl Fn(usize) -> usize) {
-    let parts = if work < PARALLEL_MIN_ELEMS { 1 } else { num_threads().min(work / (PARALLEL_MIN_ELEMS / 2)).min(len / 16).max(1) };
+    let parts = if work < PARALLEL_MIN_ELEMS { 1 } else { kernel_threads().min(work / (PARALLEL_MIN_ELEMS / 2)).min(len / 16).max(1) };
     let blocks = len.div_ceil(16);
     (parts, move |p: usize| if p == parts { len } else { (blocks * p / parts * 16).min(len) })
 }
@@ -336,6 +367,22 @@ mod tests {
             });
             assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "threads = {threads}");
         }
+    }
+
+    #[test]
+    fn a_job_started_inside_a_part_runs_on_that_part_s_thread() {
+        // The pool serves one job at a time: a kernel called from a part (a split training step's
+        // products) must not wait for it.
+        let hits: Vec<AtomicU64> = (0..6).map(|_| AtomicU64::new(0)).collect();
+        run(2, 2, &|p| {
+            assert_eq!(kernel_threads(), 1);
+            let me = std::thread::current().id();
+            run(3, 2, &|q| {
+                assert_eq!(std::thread::current().id(), me);
+                hits[3 * p + q].fetch_add(1, Ordering::Relaxed);
+            });
+        });
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
     }
 
     #[test]

@@ -15,16 +15,20 @@ use super::{Layer, Sequential};
 use crate::dtype::{Block, Buf, DType};
 use crate::error::{bail, err, Result};
 use crate::graph::{Graph, Tensor};
-use crate::kernels::gemm::sgemm_act_grad;
+use crate::kernels::denormals::{FlushGuard, FLUSH_MIN_ELEMENTS};
+use crate::kernels::gemm::{k_step, sgemm_act_grad, SgemmPath, PARALLEL_MIN_MACS};
+use crate::kernels::threads::{self, kernel_threads};
 use crate::kernels::math::Activation;
 use crate::kernels::simd::vectorised;
 use crate::ops::elementwise::{activation_grad, input_activation_grad, unary_into};
-use crate::ops::loss::{checked_targets, cross_entropy_backward_rows, cross_entropy_rows_fast, cross_entropy_rows_general, mse_total, CrossEntropyOptions};
+use crate::ops::loss::{checked_targets, cross_entropy_backward_rows, cross_entropy_rows_general, mse_total, rows_total, CrossEntropyOptions};
 use crate::ops::reduce::sum_into;
 use crate::ops::{Reduction, Unary};
 use crate::optim::Optimizer;
 use crate::shape::Shape;
 use crate::Float;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The loss a compiled training step ([`Sequential::train_step`]) minimises.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -63,6 +67,13 @@ struct Stage {
     nin: usize,
     nout: usize,
     upstream: bool,
+    /// Whether the step computes the weight's gradient (a Linear whose weight requires grad), and
+    /// where it lies among the trained weights' gradients of one k block in a split step's
+    /// `partials` (the floats of the trained weights before it).
+    trains_w: bool,
+    wprefix: usize,
+    /// The buffer of [`StepState::grads`] that holds the gradient of the stage's output.
+    gout: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -90,13 +101,24 @@ pub(crate) struct StepState {
     stages: Vec<Stage>,
     /// The output of each stage, n × its width.
     outs: Vec<Block<f32>>,
-    /// The gradient flowing back, in two buffers used in turn.
-    grads: [Block<f32>; 2],
-    /// The loss of each row, each row's gradient from the forward, and scratch (the general
-    /// cross-entropy's softmax, a bias gradient to add into a flat `.grad`).
+    /// The gradients flowing back: the last (index stages.len()) the loss's, with respect to the
+    /// output; buffer i that of the input of Linear stage i (see `Stage::gout`). Each is kept to the
+    /// end of the step, when the parameters' gradients are taken from them.
+    grads: Vec<Block<f32>>,
+    /// The loss of each row, in float32 and (for the general cross-entropy) float64, and each row's
+    /// gradient from the forward.
     rows: Block<f32>,
+    losses: Block<f64>,
     unit: Block<f32>,
+    /// The general cross-entropy's softmax and row statistics; a bias gradient to add into a flat
+    /// `.grad`.
     scratch: Block<f32>,
+    /// A split step's weight gradients, one set per k block (see [`split_parts`]).
+    partials: Block<f32>,
+    /// The operands of each stage and the gradient buffers as raw views, for the parts of a split
+    /// step (refilled every step; only their capacity is kept).
+    views: Vec<StageViews>,
+    gviews: Vec<Raw<f32>>,
 }
 
 /// A copy of a Sequential starts without buffers (they are a cache).
@@ -112,12 +134,246 @@ impl std::fmt::Debug for StepState {
     }
 }
 
-/// The first `len` floats of `b`, which is grown (its contents dropped) if shorter.
-fn at_least(b: &mut Block<f32>, len: usize) -> Result<&mut [f32]> {
+/// The first `len` elements of `b`, which is grown (its contents dropped) if shorter.
+fn at_least<T: Copy + Default>(b: &mut Block<T>, len: usize) -> Result<&mut [T]> {
     if b.len() < len {
-        *b = Block::try_filled(len, 0.0).map_err(|_| err!(OutOfMemory, "train_step: cannot allocate {} floats", len))?;
+        *b = Block::try_filled(len, T::default()).map_err(|_| err!(OutOfMemory, "train_step: cannot allocate {} elements", len))?;
     }
     Ok(&mut b[..len])
+}
+
+/// A buffer (or a read-only operand) of a step as a raw view, shared by the parts of a split step.
+/// Each part reads and writes only its own rows of a buffer, or its own k blocks of `partials`,
+/// and reads the operands no part writes, so no element is written by one thread while another
+/// touches it; `threads::run` returns only when every part has finished.
+struct Raw<T> {
+    p: *mut T,
+    len: usize,
+}
+
+impl<T> Clone for Raw<T> {
+    fn clone(&self) -> Raw<T> {
+        *self
+    }
+}
+impl<T> Copy for Raw<T> {}
+
+// SAFETY: see Raw: the parts of a step access disjoint elements, within one `threads::run`.
+unsafe impl<T: Send> Send for Raw<T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for Raw<T> {}
+
+impl<T> Raw<T> {
+    const NONE: Raw<T> = Raw { p: std::ptr::null_mut(), len: 0 };
+
+    fn new(s: &mut [T]) -> Raw<T> {
+        Raw { p: s.as_mut_ptr(), len: s.len() }
+    }
+
+    /// A view that is only read (through [`Raw::all`] and [`Raw::rows_ref`]).
+    fn read(s: &[T]) -> Raw<T> {
+        Raw { p: s.as_ptr() as *mut T, len: s.len() }
+    }
+
+    /// Rows `r` of `width` elements each, to write.
+    ///
+    /// # Safety
+    /// The rows lie inside the view, which came from [`Raw::new`] and is alive, and no other
+    /// thread touches them meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn rows<'a>(self, r: &Range<usize>, width: usize) -> &'a mut [T] {
+        debug_assert!(r.end * width <= self.len);
+        std::slice::from_raw_parts_mut(self.p.add(r.start * width), r.len() * width)
+    }
+
+    /// Rows `r` of `width` elements each, to read.
+    ///
+    /// # Safety
+    /// The rows lie inside the view, which is alive, and no thread writes them meanwhile.
+    unsafe fn rows_ref<'a>(self, r: &Range<usize>, width: usize) -> &'a [T] {
+        debug_assert!(r.end * width <= self.len);
+        std::slice::from_raw_parts(self.p.add(r.start * width), r.len() * width)
+    }
+
+    /// The whole view, to read (None for [`Raw::NONE`]).
+    ///
+    /// # Safety
+    /// As [`Raw::rows_ref`].
+    unsafe fn all<'a>(self) -> Option<&'a [T]> {
+        (!self.p.is_null()).then(|| std::slice::from_raw_parts(self.p, self.len))
+    }
+}
+
+/// A stage's weight and bias (read) and output buffer (written by rows).
+#[derive(Clone, Copy)]
+struct StageViews {
+    w: Raw<f32>,
+    b: Raw<f32>,
+    out: Raw<f32>,
+}
+
+/// Below this many multiply-adds in the forward's products a step is not split: the hand-over to
+/// the other threads costs more than they save.
+const SPLIT_MIN_MACS: usize = 1 << 15;
+
+/// How many parts a step over n rows on up to `threads` threads is split into, each a run of whole k blocks of the rows (the
+/// blocks [`k_step`] cuts the batch into, which every matrix product sums one after the other).
+///
+/// The forward and backward of a row do not depend on other rows, and a weight's gradient is a
+/// sum over the rows that every product adds up block by block: so each part runs the whole
+/// forward and backward on its rows on a thread of its own, computes each block's weight gradients
+/// apart, and the blocks' gradients are then added in order, as one product over the batch adds
+/// them. The results are those of the unsplit step, bit for bit. A step is split only when its
+/// products are each too small to be split themselves ([`PARALLEL_MIN_MACS`]: then they use the
+/// threads), the batch has two blocks or more, and the products run on our kernels (which share
+/// the k blocks; `matrixmultiply`, the portable path, blocks k its own way).
+fn split_parts(stages: &[Stage], n: usize, threads: usize) -> usize {
+    if threads < 2 || SgemmPath::best() == SgemmPath::Portable {
+        return 1;
+    }
+    let blocks = n.div_ceil(k_step(n));
+    let linear = stages.iter().filter(|s| matches!(s.op, StageOp::Linear { .. }));
+    let (macs, biggest) = linear.fold((0, 0), |(sum, max), s| {
+        let p = n * s.nin * s.nout;
+        (sum + p, max.max(p))
+    });
+    if blocks < 2 || biggest >= PARALLEL_MIN_MACS || macs < SPLIT_MIN_MACS {
+        1
+    } else {
+        threads.min(blocks)
+    }
+}
+
+/// What the parts of a step read and where they write: the forward, the loss's gradient and the
+/// backward's chain over a run of rows ([`Pass::rows`]).
+struct Pass<'a> {
+    stages: &'a [Stage],
+    views: &'a [StageViews],
+    grads: &'a [Raw<f32>],
+    x: Raw<f32>,
+    n: usize,
+    classes: usize,
+    loss: Checked,
+    /// The classes (cross-entropy) or the targets' values (MSE).
+    tv: &'a [i64],
+    y: Raw<f32>,
+    rows: Raw<f32>,
+    losses: Raw<f64>,
+    unit: Raw<f32>,
+    scratch: Raw<f32>,
+    /// With a split: the k blocks' weight gradients, and how many floats one block's take.
+    partials: Option<(Raw<f32>, usize)>,
+    /// Whether a part took the general cross-entropy (the vectorised kernel does not apply).
+    general: AtomicBool,
+}
+
+impl Pass<'_> {
+    /// The input of stage i over rows r: x, or the output of the stage before.
+    ///
+    /// # Safety
+    /// As [`Pass::rows`].
+    unsafe fn input(&self, i: usize, r: &Range<usize>) -> &[f32] {
+        let nin = self.stages[i].nin;
+        if i == 0 { self.x.rows_ref(r, nin) } else { self.views[i - 1].out.rows_ref(r, nin) }
+    }
+
+    /// The forward, the loss's gradient and the backward's chain over rows r (each row's loss and
+    /// each stage's output and output gradient into the buffers), and in a split step the weight
+    /// gradients of the k blocks in r.
+    ///
+    /// # Safety
+    /// Every view is alive and holds the whole batch; no other thread touches rows r (or the k
+    /// blocks in r) meanwhile.
+    unsafe fn rows(&self, r: Range<usize>) {
+        let (n, m, classes) = (self.n, r.len(), self.classes);
+        // An elementwise pass flushes subnormals if it would over the whole batch (see
+        // kernels::denormals), so that a part computes what the unsplit step computes.
+        let flush = |len: usize| (len >= FLUSH_MIN_ELEMENTS).then(FlushGuard::new);
+        for (i, (s, v)) in self.stages.iter().zip(self.views).enumerate() {
+            let (a, out) = (self.input(i, &r), v.out.rows(&r, s.nout));
+            let _flush = flush(n * s.nout);
+            match s.op {
+                StageOp::Linear { act, .. } => {
+                    let w = v.w.all().unwrap_or_default();
+                    f32::gemm_layer(m, s.nin, s.nout, a, s.nin as isize, 1, w, 1, s.nin as isize, v.b.all(), act, out);
+                }
+                StageOp::Map(u) => unary_into(a, out, u),
+            }
+        }
+
+        // The loss's gradient with respect to the output (from the backward's seed of 1), as the
+        // loss op and its backward compute it.
+        let last = self.stages.len();
+        let (z, gz) = (self.views[last - 1].out.rows_ref(&r, classes), self.grads[last].rows(&r, classes));
+        match self.loss {
+            Checked::CrossEntropy(ce, count) => {
+                let tv = &self.tv[r.clone()];
+                let (rows, unit) = (self.rows.rows(&r, 1), self.unit.rows(&r, classes));
+                let eps = ce.label_smoothing;
+                if !f32::cross_entropy_rows(z, classes, tv, ce.ignore_index, f32::from_f64(eps), rows, Some(&mut *unit)) {
+                    self.general.store(true, Ordering::Relaxed);
+                    // The softmax (n·c), then the rows' maxima, sums and log-sum-exps (3 per row).
+                    let e = self.scratch.rows(&r, classes);
+                    let stats = std::slice::from_raw_parts_mut(self.scratch.p.add(n * classes + 3 * r.start), 3 * m);
+                    cross_entropy_rows_general(z, classes, tv, ce.ignore_index, eps, rows, Some(&mut *unit), e, stats, self.losses.rows(&r, 1));
+                }
+                cross_entropy_backward_rows(unit, classes, tv, ce.ignore_index, ce.reduction, &[1.0f32], count, gz);
+            }
+            Checked::Mse(reduction) => {
+                let y = self.y.rows_ref(&r, classes);
+                // mse_backward's ops: (z − y)·2, times the seed expanded and scaled by 1/n for the mean.
+                let scale = if reduction == Reduction::Mean { f32::from_f64(1.0 / (n * classes).max(1) as f64) } else { 1.0 };
+                let s = 1.0f32 * scale;
+                vectorised(|| gz.iter_mut().zip(z.iter().zip(y)).for_each(|(o, (&p, &q))| *o = ((p - q) * 2.0) * s));
+            }
+        }
+
+        // Backward, down to the first stage that trains a parameter, the gradient of each stage's
+        // output in its buffer and of its input written to the next; `scaled` when the product that
+        // wrote a gradient already applied the stage's activation's backward.
+        let mut scaled = false;
+        for (i, (s, v)) in self.stages.iter().zip(self.views).enumerate().rev() {
+            if !s.upstream {
+                break;
+            }
+            let (nin, nout) = (s.nin, s.nout);
+            let gout = self.grads[s.gout].rows(&r, nout);
+            if let StageOp::Map(u @ (Unary::LeakyRelu(_) | Unary::Gelu)) = s.op {
+                // From the activation's input, the output of the stage before (a stage that needs
+                // a gradient is never the first).
+                let _flush = flush(n * nout);
+                input_activation_grad(u, gout, self.views[i - 1].out.rows_ref(&r, nin));
+            }
+            // The backward of an activation taken from its output, unless the product that made
+            // gout applied it.
+            if let Some(act) = s.activation().filter(|_| !scaled) {
+                let _flush = flush(n * nout);
+                activation_grad(act, gout, v.out.rows_ref(&r, nout), None);
+            }
+            scaled = false;
+            let StageOp::Linear { .. } = s.op else { continue }; // an activation alone: its input's gradient is gout
+            let (gout, a) = (&*gout, self.input(i, &r));
+            if let Some((partials, per_block)) = self.partials.filter(|_| s.trains_w) {
+                // Each k block's weight gradient (one block of k, so summed from zero).
+                let step = k_step(n);
+                for b in r.start / step..r.end.div_ceil(step) {
+                    let (lo, hi) = (b * step - r.start, ((b + 1) * step).min(r.end) - r.start);
+                    let c = &mut partials.rows(&(b..b + 1), per_block)[s.wprefix..s.wprefix + nout * nin];
+                    f32::gemm(nout, hi - lo, nin, 1.0, &gout[lo * nout..hi * nout], 1, nout as isize, &a[lo * nin..hi * nin], nin as isize, 1, 0.0, c, nin as isize, 1);
+                }
+            }
+            if i > 0 && self.stages[i - 1].upstream {
+                // The input's gradient, times the derivative of the activation before this layer
+                // as the product stores it where the kernel can (the activation's output is this
+                // layer's input).
+                let (w, gin) = (v.w.all().unwrap_or_default(), self.grads[i].rows(&r, nin));
+                scaled = self.stages[i - 1].activation().is_some_and(|act| sgemm_act_grad(m, nout, nin, gout, nout as isize, 1, w, nin as isize, 1, a, act, gin));
+                if !scaled {
+                    f32::gemm(m, nout, nin, 1.0, gout, nout as isize, 1, w, nin as isize, 1, 0.0, gin, nin as isize, 1);
+                }
+            }
+        }
+    }
 }
 
 impl Sequential {
@@ -249,64 +505,102 @@ impl Sequential {
                 StageOp::Linear { w, .. } => g.shape(w)?.dim(0),
                 StageOp::Map(_) => width,
             };
-            stages.push(Stage { op, nin: width, nout, upstream });
+            let trains_w = match op {
+                StageOp::Linear { w, .. } => g.requires_grad(w)?,
+                StageOp::Map(_) => false,
+            };
+            stages.push(Stage { op, nin: width, nout, upstream, trains_w, wprefix: 0, gout: 0 });
             width = nout;
         }
         if !upstream {
             bail!(Unsupported, "train_step: the model has no parameter that requires grad");
         }
+        // The gradient buffers, as the backward walks down: the loss's gradient first, then the
+        // input gradient of each Linear stage that passes one down (an activation alone changes
+        // its gradient in place).
+        let mut cur = stages.len();
+        for i in (0..stages.len()).rev() {
+            stages[i].gout = cur;
+            if matches!(stages[i].op, StageOp::Linear { .. }) && i > 0 && stages[i - 1].upstream {
+                cur = i;
+            }
+        }
+        let mut prefix = 0;
+        for s in stages.iter_mut().filter(|s| s.trains_w) {
+            s.wprefix = prefix;
+            prefix += s.nin * s.nout;
+        }
         Ok(width)
     }
 
     /// The forward, the loss and the backward of a planned step, each parameter's gradient left in
-    /// its `.grad`; returns the loss.
+    /// its `.grad`; returns the loss. The rows are split over the library's threads when
+    /// [`split_parts`] says so.
     fn run_step(&mut self, g: &mut Graph, x: Tensor, target: Tensor, n: usize, classes: usize, loss: Checked) -> Result<f64> {
-        let StepState { stages, outs, grads, rows, unit, scratch } = &mut self.step;
-        if outs.len() < stages.len() {
-            outs.resize_with(stages.len(), Block::new);
-        }
-        // Forward: each stage from the one before (the first from x).
-        for (i, s) in stages.iter().enumerate() {
-            let (done, rest) = outs.split_at_mut(i);
-            let a = input(g, x, done, i, n * s.nin)?;
-            let out = at_least(&mut rest[0], n * s.nout)?;
-            match s.op {
-                StageOp::Linear { w, b, act } => {
-                    let bias = b.map(|b| g.data::<f32>(b)).transpose()?;
-                    f32::gemm_layer(n, s.nin, s.nout, a, s.nin as isize, 1, g.data::<f32>(w)?, 1, s.nin as isize, bias, act, out);
-                }
-                StageOp::Map(u) => unary_into(a, out, u),
-            }
-        }
+        let StepState { stages, outs, grads, rows, losses, unit, scratch, partials, views, gviews } = &mut self.step;
+        let last = stages.len();
+        outs.resize_with(outs.len().max(last), Block::new);
+        grads.resize_with(grads.len().max(last + 1), Block::new);
+        let parts = split_parts(stages, n, kernel_threads());
+        let step = k_step(n);
+        let blocks = n.div_ceil(step);
+        let per_block = stages.iter().filter(|s| s.trains_w).map(|s| s.nin * s.nout).sum::<usize>();
+        let is_ce = matches!(loss, Checked::CrossEntropy(..));
 
-        // The loss, and its gradient with respect to the output (from the backward's seed of 1),
-        // as the loss op and its backward compute them.
-        let widest = stages.iter().map(|s| s.nout).max().unwrap_or(0);
-        let [ga, gb] = grads;
-        let (mut cur, mut next) = (at_least(ga, n * widest)?, at_least(gb, n * widest)?);
-        let z = &outs[stages.len() - 1][..n * classes];
+        // The buffers, grown to this batch, and their views.
+        views.clear();
+        for (s, out) in stages.iter().zip(outs.iter_mut()) {
+            let (w, b) = match s.op {
+                StageOp::Linear { w, b, .. } => (Raw::read(g.data::<f32>(w)?), b.map(|b| g.data::<f32>(b)).transpose()?.map_or(Raw::NONE, Raw::read)),
+                StageOp::Map(_) => (Raw::NONE, Raw::NONE),
+            };
+            views.push(StageViews { w, b, out: Raw::new(at_least(out, n * s.nout)?) });
+        }
+        gviews.clear();
+        for (j, buf) in grads.iter_mut().enumerate().take(last + 1) {
+            // Buffer j < last is the input gradient of stage j, if the backward writes one.
+            let len = if j == last { n * classes } else if stages.iter().any(|s| s.gout == j) { n * stages[j].nin } else { 0 };
+            gviews.push(Raw::new(at_least(buf, len)?));
+        }
+        let pass = Pass {
+            stages,
+            views,
+            grads: gviews,
+            x: Raw::read(g.data::<f32>(x)?),
+            n,
+            classes,
+            loss,
+            tv: if is_ce { g.data_i64(target)? } else { &[] },
+            y: if is_ce { Raw::NONE } else { Raw::read(g.data::<f32>(target)?) },
+            rows: Raw::new(at_least(rows, if is_ce { n } else { 0 })?),
+            losses: Raw::new(at_least(losses, if is_ce { n } else { 0 })?),
+            unit: Raw::new(at_least(unit, if is_ce { n * classes } else { 0 })?),
+            scratch: Raw::new(at_least(scratch, if is_ce { n * classes + 3 * n } else { 0 })?),
+            partials: if parts > 1 { Some((Raw::new(at_least(partials, blocks * per_block)?), per_block)) } else { None },
+            general: AtomicBool::new(false),
+        };
+        if parts > 1 {
+            // Part p takes a run of whole blocks.
+            let bounds = |p: usize| (blocks * p / parts * step).min(n);
+            // SAFETY: every view was just made from a buffer of the whole batch (or a tensor's
+            // data, only read), all alive until `run` returns; the parts' rows (and k blocks) are
+            // disjoint.
+            threads::run(parts, parts, &|p| unsafe { pass.rows(bounds(p)..bounds(p + 1)) });
+        } else {
+            // SAFETY: as above, on this thread alone.
+            unsafe { pass.rows(0..n) };
+        }
+        let general = pass.general.load(Ordering::Relaxed);
+
+        // The loss, from the rows' losses in the order the loss op adds them.
+        let z = &outs[last - 1][..n * classes];
         let value = match loss {
             Checked::CrossEntropy(ce, count) => {
-                let (rows, unit) = (at_least(rows, n)?, at_least(unit, n * classes)?);
-                let tv = g.data_i64(target)?;
-                let eps = ce.label_smoothing;
-                let total = match cross_entropy_rows_fast(z, classes, tv, ce.ignore_index, eps, rows, Some(unit)) {
-                    Some(total) => total,
-                    None => {
-                        let (e, stats) = at_least(scratch, n * classes + 3 * n)?.split_at_mut(n * classes);
-                        cross_entropy_rows_general(z, classes, tv, ce.ignore_index, eps, rows, Some(unit), e, stats)
-                    }
-                };
-                cross_entropy_backward_rows(unit, classes, tv, ce.ignore_index, ce.reduction, &[1.0f32], &mut cur[..n * classes]);
+                let total = if general { losses[..n].iter().fold(0.0, |t, &l| t + l) } else { rows_total(&rows[..n]) };
                 if ce.reduction == Reduction::Sum { total } else { total / count as f64 }
             }
             Checked::Mse(reduction) => {
-                let y = g.data::<f32>(target)?;
-                let total = mse_total(z, y);
-                // mse_backward's ops: (z − y)·2, times the seed expanded and scaled by 1/n for the mean.
-                let scale = if reduction == Reduction::Mean { f32::from_f64(1.0 / z.len().max(1) as f64) } else { 1.0 };
-                let s = 1.0f32 * scale;
-                vectorised(|| cur[..z.len()].iter_mut().zip(z.iter().zip(y)).for_each(|(o, (&p, &q))| *o = ((p - q) * 2.0) * s));
+                let total = mse_total(z, g.data::<f32>(target)?);
                 if reduction == Reduction::Sum { total } else { total / z.len() as f64 }
             }
         };
@@ -315,38 +609,31 @@ impl Sequential {
             bail!(Anomaly, "anomaly: train_step's loss is {}", value);
         }
 
-        // Backward, down to the first stage that trains a parameter, the gradient of each stage's
-        // output in `cur` and of its input written to `next`; `scaled` when the product that wrote
-        // `cur` already applied the stage's activation's backward.
-        let mut scaled = false;
+        // The parameters' gradients, from the gradients of the stages' outputs and their inputs:
+        // in one product over the batch, or from a split step's blocks, added in order.
         for (i, s) in stages.iter().enumerate().rev() {
             if !s.upstream {
                 break;
             }
+            let StageOp::Linear { w, b, .. } = s.op else { continue };
             let (nin, nout) = (s.nin, s.nout);
-            let gout = &mut cur[..n * nout];
-            let (w, b) = match s.op {
-                StageOp::Map(u @ (Unary::LeakyRelu(_) | Unary::Gelu)) => {
-                    // From the activation's input, the output of the stage before (a stage that
-                    // needs a gradient is never the first).
-                    input_activation_grad(u, gout, &outs[i - 1][..n * nin]);
-                    (None, None)
-                }
-                StageOp::Map(_) => (None, None),
-                StageOp::Linear { w, b, .. } => (Some(w), b),
-            };
-            // The backward of an activation taken from its output, unless the product that made
-            // gout applied it.
-            if let Some(act) = s.activation().filter(|_| !scaled) {
-                activation_grad(act, gout, &outs[i][..n * nout], None);
-            }
-            scaled = false;
-            let Some(w) = w else { continue }; // an activation alone: its input's gradient is gout
-            let gout = &*gout;
-            if g.requires_grad(w)? {
+            let gout = &grads[s.gout][..n * nout];
+            if s.trains_w {
                 write_grad(g, w, |g, c, beta| {
-                    let a = input(g, x, outs, i, n * nin)?;
-                    f32::gemm(nout, n, nin, 1.0, gout, 1, nout as isize, a, nin as isize, 1, beta, c, nin as isize, 1);
+                    if parts > 1 {
+                        // As a product's store adds each block into C (beta 0 then 1).
+                        for (blk, p) in partials.chunks_exact(per_block).take(blocks).enumerate() {
+                            let p = &p[s.wprefix..s.wprefix + nout * nin];
+                            if blk == 0 && beta == 0.0 {
+                                c.copy_from_slice(p);
+                            } else {
+                                vectorised(|| c.iter_mut().zip(p).for_each(|(c, &p)| *c += p));
+                            }
+                        }
+                    } else {
+                        let a = input(g, x, outs, i, n * nin)?;
+                        f32::gemm(nout, n, nin, 1.0, gout, 1, nout as isize, a, nin as isize, 1, beta, c, nin as isize, 1);
+                    }
                     Ok(())
                 })?;
             }
@@ -363,17 +650,6 @@ impl Sequential {
                     }
                     Ok(())
                 })?;
-            }
-            if i > 0 && stages[i - 1].upstream {
-                // The input's gradient, times the derivative of the activation before this layer
-                // as the product stores it where the kernel can (the activation's output is this
-                // layer's input).
-                let (w, gin) = (g.data::<f32>(w)?, &mut next[..n * nin]);
-                scaled = stages[i - 1].activation().is_some_and(|act| sgemm_act_grad(n, nout, nin, gout, nout as isize, 1, w, nin as isize, 1, &outs[i - 1][..n * nin], act, gin));
-                if !scaled {
-                    f32::gemm(n, nout, nin, 1.0, gout, nout as isize, 1, w, nin as isize, 1, 0.0, gin, nin as isize, 1);
-                }
-                std::mem::swap(&mut cur, &mut next);
             }
         }
         Ok(value)
@@ -408,4 +684,30 @@ fn write_grad(g: &mut Graph, p: Tensor, f: impl FnOnce(&Graph, &mut [f32], f32) 
         }
     };
     g.with_storage_taken::<f32, _>(t, |g, c| f(g, c, beta))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linear(nin: usize, nout: usize) -> Stage {
+        let w = Tensor { graph: 1, index: 0, generation: 0 };
+        Stage { op: StageOp::Linear { w, b: None, act: None }, nin, nout, upstream: true, trains_w: true, wprefix: 0, gout: 0 }
+    }
+
+    #[test]
+    fn a_step_is_split_only_over_whole_k_blocks_of_small_products_on_several_threads() {
+        if SgemmPath::best() == SgemmPath::Portable {
+            return;
+        }
+        let seed = [linear(20, 13), linear(13, 8), linear(8, 3)];
+        assert_eq!(split_parts(&seed, 500, 2), 2, "the seed network over 500 rows (two blocks)");
+        assert_eq!(split_parts(&seed, 500, 1), 1, "one thread");
+        assert_eq!(split_parts(&seed, 256, 2), 1, "one k block");
+        assert_eq!(split_parts(&seed, 1000, 2), 2, "no more parts than threads");
+        assert_eq!(split_parts(&seed, 1000, 3), 3, "four blocks over three threads");
+        assert_eq!(split_parts(&seed, 500, 3), 2, "no more parts than blocks");
+        assert_eq!(split_parts(&[linear(4, 4), linear(4, 2)], 500, 2), 1, "too little work to hand over");
+        assert_eq!(split_parts(&[linear(784, 512), linear(512, 10)], 512, 2), 1, "a product the threads split themselves");
+    }
 }

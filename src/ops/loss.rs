@@ -90,6 +90,11 @@ pub(crate) fn cross_entropy_rows_fast<T: Float>(x: &[T], c: usize, tv: &[i64], i
     if !T::cross_entropy_rows(x, c, tv, ignore, T::from_f64(eps), rows, unit) {
         return None;
     }
+    Some(rows_total(rows))
+}
+
+/// The sum in float64 of the rows' losses the vectorised kernel wrote, in a fixed order.
+pub(crate) fn rows_total<T: Float>(rows: &[T]) -> f64 {
     // Sixteen partial sums (rows i, i + 16, …), added pairwise at the end: one running float64
     // sum is a chain of dependent adds, and four chains of 125 adds still took 0.15 µs of the
     // seed network's 500 rows.
@@ -106,13 +111,14 @@ pub(crate) fn cross_entropy_rows_fast<T: Float>(x: &[T], c: usize, tv: &[i64], i
             acc[i] += acc[i + width];
         }
     }
-    Some(acc[0])
+    acc[0]
 }
 
 /// [`cross_entropy_rows_fast`] for any row width and float type, with scratch `e` (n·c) and
-/// `stats` (3·n): the softmax's parts, then each row's loss in float64; returns their sum.
+/// `stats` (3·n): the softmax's parts, then each row's loss in float64 into `losses` (and rounded
+/// into `rows`); returns their sum, added in row order.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn cross_entropy_rows_general<T: Float>(x: &[T], c: usize, tv: &[i64], ignore: i64, eps: f64, rows: &mut [T], unit: Option<&mut [T]>, e: &mut [T], stats: &mut [T]) -> f64 {
+pub(crate) fn cross_entropy_rows_general<T: Float>(x: &[T], c: usize, tv: &[i64], ignore: i64, eps: f64, rows: &mut [T], unit: Option<&mut [T]>, e: &mut [T], stats: &mut [T], losses: &mut [f64]) -> f64 {
     let n = rows.len();
     let (maxes, rest) = stats.split_at_mut(n);
     let (sums, lse) = rest.split_at_mut(n);
@@ -134,7 +140,6 @@ pub(crate) fn cross_entropy_rows_general<T: Float>(x: &[T], c: usize, tv: &[i64]
             ur[t] = ur[t] - at_t;
         }
     }
-    let mut total = 0.0f64;
     for i in 0..n {
         let row = &x[i * c..(i + 1) * c];
         let t = tv[i];
@@ -150,20 +155,22 @@ pub(crate) fn cross_entropy_rows_general<T: Float>(x: &[T], c: usize, tv: &[i64]
             l
         };
         rows[i] = T::from_f64(loss);
-        total += loss;
+        losses[i] = loss;
     }
-    total
+    losses[..n].iter().fold(0.0, |total, &l| total + l)
 }
 
 /// The cross-entropy's gradient with respect to its logits (n×c) into `out`: each row's `unit`
 /// gradient `q` (from the forward) times the row's share of the upstream gradient `gv` (one value,
 /// or one per row for reduction = none).
-pub(crate) fn cross_entropy_backward_rows<T: Float>(q: &[T], c: usize, tv: &[i64], ignore: i64, reduction: Reduction, gv: &[T], out: &mut [T]) {
-    // The upstream gradient's share of each row that counts.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn cross_entropy_backward_rows<T: Float>(q: &[T], c: usize, tv: &[i64], ignore: i64, reduction: Reduction, gv: &[T], count: usize, out: &mut [T]) {
+    // The upstream gradient's share of each row that counts (`count` rows of the whole batch, of
+    // which q, tv and out may be a run).
     let shared = T::from_f64(match reduction {
         Reduction::None => 0.0,
         Reduction::Sum => gv[0].to_f64(),
-        Reduction::Mean => gv[0].to_f64() / vectorised(|| tv.iter().filter(|&&t| t != ignore).count()) as f64,
+        Reduction::Mean => gv[0].to_f64() / count as f64,
     });
     if reduction == Reduction::None || !shared.is_finite() {
         // Row by row with each row's weight (0 for an ignored target), so that an ignored row
@@ -266,11 +273,12 @@ impl Graph {
             let total = match cross_entropy_rows_fast(x, c, tv, opt.ignore_index, eps, &mut rows, unit.as_deref_mut()) {
                 Some(total) => total,
                 None => {
-                    let (mut e, mut stats) = (self.alloc::<T>(n * c)?, self.alloc::<T>(3 * n)?);
+                    let (mut e, mut stats, mut losses) = (self.alloc::<T>(n * c)?, self.alloc::<T>(3 * n)?, self.alloc::<f64>(n)?);
                     let (x, tv) = (self.data::<T>(logits)?, self.data_i64(target)?);
-                    let total = cross_entropy_rows_general(x, c, tv, opt.ignore_index, eps, &mut rows, unit.as_deref_mut(), &mut e, &mut stats);
+                    let total = cross_entropy_rows_general(x, c, tv, opt.ignore_index, eps, &mut rows, unit.as_deref_mut(), &mut e, &mut stats, &mut losses);
                     self.release_scratch(T::wrap(e));
                     self.release_scratch(T::wrap(stats));
+                    self.release_scratch(f64::wrap(losses));
                     total
                 }
             };
@@ -301,7 +309,8 @@ impl Graph {
         float_dispatch!(self.dtype(logits)?, T => {
             let mut out = self.alloc::<T>(n * c)?;
             let (tv, gv, q) = (self.data_i64(target)?, self.data::<T>(g)?, self.data::<T>(unit)?);
-            cross_entropy_backward_rows(q, c, tv, ignore_index, reduction, gv, &mut out);
+            let count = vectorised(|| tv.iter().filter(|&&t| t != ignore_index).count());
+            cross_entropy_backward_rows(q, c, tv, ignore_index, reduction, gv, count, &mut out);
             self.record(
                 Op::CrossEntropyBackward { grad: g, logits, target, reduction, label_smoothing: eps, ignore_index },
                 sl,
