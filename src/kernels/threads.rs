@@ -140,6 +140,21 @@ fn pool() -> &'static Pool {
 /// polls for the workers' last parts before it sleeps.
 const SPIN: Duration = Duration::from_micros(200);
 
+/// Polls `busy` until it is false or [`SPIN`] has passed, pausing between polls. The clock is read
+/// every sixteenth poll only: a thread that waits here should leave its core's resources to the
+/// work it waits for (a virtual CPU may share a physical core with the other).
+fn spin_while(mut busy: impl FnMut() -> bool) {
+    let until = Instant::now() + SPIN;
+    let mut polls = 0u32;
+    while busy() {
+        std::hint::spin_loop();
+        polls = polls.wrapping_add(1);
+        if polls % 16 == 0 && Instant::now() >= until {
+            return;
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -162,12 +177,11 @@ fn worker_loop(p: &'static Pool, id: usize) {
     loop {
         // Poll for an open epoch other than the last one served, for a while; then sleep.
         let fresh = |e: u64| e != seen && e % 2 == 1;
-        let spin_until = Instant::now() + SPIN;
         let mut e = p.epoch.load(SeqCst);
-        while !fresh(e) && Instant::now() < spin_until {
-            std::hint::spin_loop();
+        spin_while(|| {
             e = p.epoch.load(SeqCst);
-        }
+            !fresh(e)
+        });
         if !fresh(e) {
             let mut g = lock(&p.sleep);
             p.sleepers.fetch_add(1, SeqCst);
@@ -257,10 +271,7 @@ pub fn run(parts: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
     // wait for the workers inside it; they usually finish within microseconds of the caller.
     p.next.store(parts, SeqCst);
     p.epoch.store(epoch + 1, SeqCst);
-    let until = Instant::now() + SPIN;
-    while p.active.load(SeqCst) > 0 && Instant::now() < until {
-        std::hint::spin_loop();
-    }
+    spin_while(|| p.active.load(SeqCst) > 0);
     if p.active.load(SeqCst) > 0 {
         let mut g = lock(&p.sleep);
         p.waiting.store(true, SeqCst);
