@@ -149,7 +149,7 @@ fn spin_while(mut busy: impl FnMut() -> bool) {
     while busy() {
         std::hint::spin_loop();
         polls = polls.wrapping_add(1);
-        if polls % 16 == 0 && Instant::now() >= until {
+        if polls.is_multiple_of(16) && Instant::now() >= until {
             return;
         }
     }
