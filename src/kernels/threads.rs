@@ -224,8 +224,8 @@ fn leave(p: &Pool) {
 }
 
 /// Calls `f(part)` for every part in `0..parts` on up to `threads` threads and returns when all have
-/// finished. Each part runs exactly once, on whichever thread claims it first (the caller claims
-/// too), so `f` must write disjoint outputs for different parts and must not rely on which thread
+/// finished. Each part runs exactly once: the first on the caller, each other on whichever thread
+/// claims it first (the caller claims too), so `f` must write disjoint outputs for different parts and must not rely on which thread
 /// runs a part. Called from inside a part, it runs every part on the calling thread.
 pub fn run(parts: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
     let threads = if IN_PART.with(|c| c.get()) { 1 } else { threads.min(parts).min(MAX_THREADS) };
