@@ -219,8 +219,9 @@ struct StageViews {
 /// (155 k) 12.4 against 12.5, 500 rows (194 k) 15.0 against 13.9.
 const SPLIT_MIN_MACS: usize = 1 << 17;
 
-/// How many parts a step over n rows on up to `threads` threads is split into, each a run of whole k blocks of the rows (the
-/// blocks [`k_step`] cuts the batch into, which every matrix product sums one after the other).
+/// How many parts a step over n rows on up to `threads` threads is split into, each a run of whole
+/// k blocks of the rows (the blocks [`k_step`] cuts the batch into, which every matrix product sums
+/// one after the other).
 ///
 /// The forward and backward of a row do not depend on other rows, and a weight's gradient is a
 /// sum over the rows that every product adds up block by block: so each part runs the whole
