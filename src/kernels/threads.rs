@@ -301,22 +301,65 @@ fn elementwise_parts(len: usize, work: usize) -> (usize, impl Fn(usize) -> usize
     (parts, move |p: usize| if p == parts { len } else { (blocks * p / parts * 16).min(len) })
 }
 
-/// A slice handed out in disjoint pieces to the parts of one job.
-struct SharedMut<T>(*mut T, usize);
+/// A slice (or one that is only read) handed out in disjoint pieces to the parts of one job: the
+/// pieces of an elementwise pass, the rows of a split training step's buffers. Each part reads and
+/// writes only its own elements of a slice it writes, so no element is written by one thread while
+/// another touches it, and `run` returns only when every part has finished.
+pub(crate) struct Shared<T> {
+    pub(crate) p: *mut T,
+    pub(crate) len: usize,
+}
 
-// SAFETY: the parts of a job each touch a disjoint range of the slice (see `piece`), and the slice
-// is borrowed mutably for the whole job.
-unsafe impl<T: Send> Sync for SharedMut<T> {}
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Shared<T> {
+        *self
+    }
+}
+impl<T> Copy for Shared<T> {}
 
-impl<T> SharedMut<T> {
-    /// The elements lo..hi.
+// SAFETY: see Shared: the parts of a job access disjoint elements, within one `run`.
+unsafe impl<T: Send> Send for Shared<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    pub(crate) const NONE: Shared<T> = Shared { p: std::ptr::null_mut(), len: 0 };
+
+    pub(crate) fn new(s: &mut [T]) -> Shared<T> {
+        Shared { p: s.as_mut_ptr(), len: s.len() }
+    }
+
+    /// A slice that is only read (through [`Shared::all`] and [`Shared::rows_ref`]).
+    pub(crate) fn read(s: &[T]) -> Shared<T> {
+        Shared { p: s.as_ptr() as *mut T, len: s.len() }
+    }
+
+    /// Rows `r` of `width` elements each (elements r when width is 1), to write.
     ///
     /// # Safety
-    /// lo ≤ hi ≤ the slice's length, and no other live reference covers lo..hi.
+    /// The rows lie inside the slice, which came from [`Shared::new`] and is alive, and no other
+    /// live reference covers them.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn piece(&self, lo: usize, hi: usize) -> &mut [T] {
-        debug_assert!(lo <= hi && hi <= self.1);
-        std::slice::from_raw_parts_mut(self.0.add(lo), hi - lo)
+    pub(crate) unsafe fn rows<'a>(self, r: &std::ops::Range<usize>, width: usize) -> &'a mut [T] {
+        debug_assert!(r.start <= r.end && r.end * width <= self.len);
+        std::slice::from_raw_parts_mut(self.p.add(r.start * width), r.len() * width)
+    }
+
+    /// Rows `r` of `width` elements each, to read.
+    ///
+    /// # Safety
+    /// The rows lie inside the slice, which is alive, and no thread writes them meanwhile.
+    pub(crate) unsafe fn rows_ref<'a>(self, r: &std::ops::Range<usize>, width: usize) -> &'a [T] {
+        debug_assert!(r.start <= r.end && r.end * width <= self.len);
+        std::slice::from_raw_parts(self.p.add(r.start * width), r.len() * width)
+    }
+
+    /// The whole slice, to read (None for [`Shared::NONE`]).
+    ///
+    /// # Safety
+    /// As [`Shared::rows_ref`].
+    pub(crate) unsafe fn all<'a>(self) -> Option<&'a [T]> {
+        (!self.p.is_null()).then(|| std::slice::from_raw_parts(self.p, self.len))
     }
 }
 
@@ -337,13 +380,13 @@ pub(crate) fn for_each_piece_of<A: Send, F: Fn(usize, &mut [A]) + Sync>(out: &mu
         let _flush = (work >= super::denormals::FLUSH_MIN_ELEMENTS).then(super::denormals::FlushGuard::new);
         return vectorised(|| f(0, out));
     }
-    let shared = SharedMut(out.as_mut_ptr(), out.len());
+    let shared = Shared::new(out);
     run(parts, parts, &|p| {
         let (lo, hi) = (start(p), start(p + 1));
         let _flush = super::denormals::FlushGuard::new();
         // SAFETY: the ranges of different parts are disjoint and inside `out`, which is borrowed
         // mutably until `run` returns.
-        vectorised(|| f(lo, unsafe { shared.piece(lo, hi) }))
+        vectorised(|| f(lo, unsafe { shared.rows(&(lo..hi), 1) }))
     });
 }
 
@@ -355,12 +398,12 @@ pub(crate) fn for_each_piece2<A: Send, B: Send, F: Fn(usize, &mut [A], &mut [B])
         let _flush = (a.len() >= super::denormals::FLUSH_MIN_ELEMENTS).then(super::denormals::FlushGuard::new);
         return vectorised(|| f(0, a, b));
     }
-    let (sa, sb) = (SharedMut(a.as_mut_ptr(), a.len()), SharedMut(b.as_mut_ptr(), b.len()));
+    let (sa, sb) = (Shared::new(a), Shared::new(b));
     run(parts, parts, &|p| {
         let _flush = super::denormals::FlushGuard::new();
         let (lo, hi) = (start(p), start(p + 1));
         // SAFETY: as in for_each_piece, for each of the two slices.
-        vectorised(|| f(lo, unsafe { sa.piece(lo, hi) }, unsafe { sb.piece(lo, hi) }))
+        vectorised(|| f(lo, unsafe { sa.rows(&(lo..hi), 1) }, unsafe { sb.rows(&(lo..hi), 1) }))
     });
 }
 

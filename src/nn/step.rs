@@ -17,7 +17,7 @@ use crate::error::{bail, err, Result};
 use crate::graph::{Graph, Tensor};
 use crate::kernels::denormals::{FlushGuard, FLUSH_MIN_ELEMENTS};
 use crate::kernels::gemm::{k_step, sgemm_act_grad, SgemmPath, PARALLEL_MIN_MACS};
-use crate::kernels::threads::{self, kernel_threads};
+use crate::kernels::threads::{self, kernel_threads, Shared};
 use crate::kernels::math::Activation;
 use crate::kernels::simd::vectorised;
 use crate::ops::elementwise::{activation_grad, input_activation_grad, unary_into};
@@ -118,7 +118,7 @@ pub(crate) struct StepState {
     /// The operands of each stage and the gradient buffers as raw views, for the parts of a split
     /// step (refilled every step; only their capacity is kept).
     views: Vec<StageViews>,
-    gviews: Vec<Raw<f32>>,
+    gviews: Vec<Shared<f32>>,
 }
 
 /// A copy of a Sequential starts without buffers (they are a cache).
@@ -142,74 +142,12 @@ fn at_least<T: Copy + Default>(b: &mut Block<T>, len: usize) -> Result<&mut [T]>
     Ok(&mut b[..len])
 }
 
-/// A buffer (or a read-only operand) of a step as a raw view, shared by the parts of a split step.
-/// Each part reads and writes only its own rows of a buffer, or its own k blocks of `partials`,
-/// and reads the operands no part writes, so no element is written by one thread while another
-/// touches it; `threads::run` returns only when every part has finished.
-struct Raw<T> {
-    p: *mut T,
-    len: usize,
-}
-
-impl<T> Clone for Raw<T> {
-    fn clone(&self) -> Raw<T> {
-        *self
-    }
-}
-impl<T> Copy for Raw<T> {}
-
-// SAFETY: see Raw: the parts of a step access disjoint elements, within one `threads::run`.
-unsafe impl<T: Send> Send for Raw<T> {}
-// SAFETY: as above.
-unsafe impl<T: Sync> Sync for Raw<T> {}
-
-impl<T> Raw<T> {
-    const NONE: Raw<T> = Raw { p: std::ptr::null_mut(), len: 0 };
-
-    fn new(s: &mut [T]) -> Raw<T> {
-        Raw { p: s.as_mut_ptr(), len: s.len() }
-    }
-
-    /// A view that is only read (through [`Raw::all`] and [`Raw::rows_ref`]).
-    fn read(s: &[T]) -> Raw<T> {
-        Raw { p: s.as_ptr() as *mut T, len: s.len() }
-    }
-
-    /// Rows `r` of `width` elements each, to write.
-    ///
-    /// # Safety
-    /// The rows lie inside the view, which came from [`Raw::new`] and is alive, and no other
-    /// thread touches them meanwhile.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn rows<'a>(self, r: &Range<usize>, width: usize) -> &'a mut [T] {
-        debug_assert!(r.end * width <= self.len);
-        std::slice::from_raw_parts_mut(self.p.add(r.start * width), r.len() * width)
-    }
-
-    /// Rows `r` of `width` elements each, to read.
-    ///
-    /// # Safety
-    /// The rows lie inside the view, which is alive, and no thread writes them meanwhile.
-    unsafe fn rows_ref<'a>(self, r: &Range<usize>, width: usize) -> &'a [T] {
-        debug_assert!(r.end * width <= self.len);
-        std::slice::from_raw_parts(self.p.add(r.start * width), r.len() * width)
-    }
-
-    /// The whole view, to read (None for [`Raw::NONE`]).
-    ///
-    /// # Safety
-    /// As [`Raw::rows_ref`].
-    unsafe fn all<'a>(self) -> Option<&'a [T]> {
-        (!self.p.is_null()).then(|| std::slice::from_raw_parts(self.p, self.len))
-    }
-}
-
 /// A stage's weight and bias (read) and output buffer (written by rows).
 #[derive(Clone, Copy)]
 struct StageViews {
-    w: Raw<f32>,
-    b: Raw<f32>,
-    out: Raw<f32>,
+    w: Shared<f32>,
+    b: Shared<f32>,
+    out: Shared<f32>,
 }
 
 /// Below this many multiply-adds in the forward's products a step is not split: the hand-over to
@@ -253,20 +191,20 @@ fn split_parts(stages: &[Stage], n: usize, threads: usize) -> usize {
 struct Pass<'a> {
     stages: &'a [Stage],
     views: &'a [StageViews],
-    grads: &'a [Raw<f32>],
-    x: Raw<f32>,
+    grads: &'a [Shared<f32>],
+    x: Shared<f32>,
     n: usize,
     classes: usize,
     loss: Checked,
     /// The classes (cross-entropy) or the targets' values (MSE).
     tv: &'a [i64],
-    y: Raw<f32>,
-    rows: Raw<f32>,
-    losses: Raw<f64>,
-    unit: Raw<f32>,
-    scratch: Raw<f32>,
+    y: Shared<f32>,
+    rows: Shared<f32>,
+    losses: Shared<f64>,
+    unit: Shared<f32>,
+    scratch: Shared<f32>,
     /// With a split: the k blocks' weight gradients, and how many floats one block's take.
-    partials: Option<(Raw<f32>, usize)>,
+    partials: Option<(Shared<f32>, usize)>,
     /// Whether a part took the general cross-entropy (the vectorised kernel does not apply).
     general: AtomicBool,
 }
@@ -555,32 +493,32 @@ impl Sequential {
         views.clear();
         for (s, out) in stages.iter().zip(outs.iter_mut()) {
             let (w, b) = match s.op {
-                StageOp::Linear { w, b, .. } => (Raw::read(g.data::<f32>(w)?), b.map(|b| g.data::<f32>(b)).transpose()?.map_or(Raw::NONE, Raw::read)),
-                StageOp::Map(_) => (Raw::NONE, Raw::NONE),
+                StageOp::Linear { w, b, .. } => (Shared::read(g.data::<f32>(w)?), b.map(|b| g.data::<f32>(b)).transpose()?.map_or(Shared::NONE, Shared::read)),
+                StageOp::Map(_) => (Shared::NONE, Shared::NONE),
             };
-            views.push(StageViews { w, b, out: Raw::new(at_least(out, n * s.nout)?) });
+            views.push(StageViews { w, b, out: Shared::new(at_least(out, n * s.nout)?) });
         }
         gviews.clear();
         for (j, buf) in grads.iter_mut().enumerate().take(last + 1) {
             // Buffer j < last is the input gradient of stage j, if the backward writes one.
             let len = if j == last { n * classes } else if stages.iter().any(|s| s.gout == j) { n * stages[j].nin } else { 0 };
-            gviews.push(Raw::new(at_least(buf, len)?));
+            gviews.push(Shared::new(at_least(buf, len)?));
         }
         let pass = Pass {
             stages,
             views,
             grads: gviews,
-            x: Raw::read(g.data::<f32>(x)?),
+            x: Shared::read(g.data::<f32>(x)?),
             n,
             classes,
             loss,
             tv: if is_ce { g.data_i64(target)? } else { &[] },
-            y: if is_ce { Raw::NONE } else { Raw::read(g.data::<f32>(target)?) },
-            rows: Raw::new(at_least(rows, if is_ce { n } else { 0 })?),
-            losses: Raw::new(at_least(losses, if is_ce { n } else { 0 })?),
-            unit: Raw::new(at_least(unit, if is_ce { n * classes } else { 0 })?),
-            scratch: Raw::new(at_least(scratch, if is_ce { n * classes + 3 * n } else { 0 })?),
-            partials: if parts > 1 { Some((Raw::new(at_least(partials, blocks * per_block)?), per_block)) } else { None },
+            y: if is_ce { Shared::NONE } else { Shared::read(g.data::<f32>(target)?) },
+            rows: Shared::new(at_least(rows, if is_ce { n } else { 0 })?),
+            losses: Shared::new(at_least(losses, if is_ce { n } else { 0 })?),
+            unit: Shared::new(at_least(unit, if is_ce { n * classes } else { 0 })?),
+            scratch: Shared::new(at_least(scratch, if is_ce { n * classes + 3 * n } else { 0 })?),
+            partials: if parts > 1 { Some((Shared::new(at_least(partials, blocks * per_block)?), per_block)) } else { None },
             general: AtomicBool::new(false),
         };
         if parts > 1 {
