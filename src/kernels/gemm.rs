@@ -992,7 +992,7 @@ mod x86 {
             }
         }
         let (mut a, mut b, mut src) = (a, b, src);
-        for _ in 0..kc {
+        let mut step = |acc: &mut [[__m512; NV]; R]| {
             let mut bv = [_mm512_setzero_ps(); NV];
             for v in 0..NV {
                 if FILL {
@@ -1019,6 +1019,16 @@ mod x86 {
             if FILL {
                 src = src.offset(rs);
             }
+        };
+        // Two k per trip: the loop's own instructions share the issue slots of the multiply-adds
+        // (paired runs in one process, one thread, GFLOP/s: 2048³ 159.9 → 161.1, 512³ 156.9 →
+        // 158.1, 128×784×512 150.2 → 153.1; Aᵀ·B 784×128×512 unchanged).
+        for _ in 0..kc / 2 {
+            step(&mut acc);
+            step(&mut acc);
+        }
+        if kc % 2 == 1 {
+            step(&mut acc);
         }
         let alphav = _mm512_set1_ps(alpha);
         let betav = _mm512_set1_ps(beta);
