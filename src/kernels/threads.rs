@@ -55,9 +55,14 @@ thread_local! {
     static IN_PART: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Whether this thread is running a part of a job.
+fn in_part() -> bool {
+    IN_PART.with(|c| c.get())
+}
+
 /// How many threads a kernel called here may use: [`num_threads`], or 1 inside a part of a job.
 pub(crate) fn kernel_threads() -> usize {
-    if IN_PART.with(|c| c.get()) { 1 } else { num_threads() }
+    if in_part() { 1 } else { num_threads() }
 }
 
 /// `f(part)` with this thread marked as inside a part (restored after, also on a panic).
@@ -228,7 +233,7 @@ fn leave(p: &Pool) {
 /// claims it first (the caller claims too), so `f` must write disjoint outputs for different parts and must not rely on which thread
 /// runs a part. Called from inside a part, it runs every part on the calling thread.
 pub fn run(parts: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
-    let threads = if IN_PART.with(|c| c.get()) { 1 } else { threads.min(parts).min(MAX_THREADS) };
+    let threads = if in_part() { 1 } else { threads.min(parts).min(MAX_THREADS) };
     if threads <= 1 {
         (0..parts).for_each(f);
         return;

@@ -202,7 +202,10 @@ struct Pass<'a> {
     rows: Shared<f32>,
     losses: Shared<f64>,
     unit: Shared<f32>,
-    scratch: Shared<f32>,
+    /// The general cross-entropy's softmax (n·c) and its rows' maxima, sums and log-sum-exps (3 per
+    /// row).
+    softmax: Shared<f32>,
+    stats: Shared<f32>,
     /// With a split: the k blocks' weight gradients, and how many floats one block's take.
     partials: Option<(Shared<f32>, usize)>,
     /// Whether a part took the general cross-entropy (the vectorised kernel does not apply).
@@ -254,10 +257,8 @@ impl Pass<'_> {
                 let eps = ce.label_smoothing;
                 if !f32::cross_entropy_rows(z, classes, tv, ce.ignore_index, f32::from_f64(eps), rows, Some(&mut *unit)) {
                     self.general.store(true, Ordering::Relaxed);
-                    // The softmax (n·c), then the rows' maxima, sums and log-sum-exps (3 per row).
-                    let e = self.scratch.rows(&r, classes);
-                    let stats = std::slice::from_raw_parts_mut(self.scratch.p.add(n * classes + 3 * r.start), 3 * m);
-                    cross_entropy_rows_general(z, classes, tv, ce.ignore_index, eps, rows, Some(&mut *unit), e, stats, self.losses.rows(&r, 1));
+                    let (e, stats) = (self.softmax.rows(&r, classes), self.stats.rows(&r, 3));
+                    cross_entropy_rows_general(z, classes, tv, ce.ignore_index, eps, rows, Some(&mut *unit), e, stats, Some(self.losses.rows(&r, 1)));
                 }
                 cross_entropy_backward_rows(unit, classes, tv, ce.ignore_index, ce.reduction, &[1.0f32], count, gz);
             }
@@ -504,6 +505,7 @@ impl Sequential {
             let len = if j == last { n * classes } else if stages.iter().any(|s| s.gout == j) { n * stages[j].nin } else { 0 };
             gviews.push(Shared::new(at_least(buf, len)?));
         }
+        let (softmax, stats) = at_least(scratch, if is_ce { n * classes + 3 * n } else { 0 })?.split_at_mut(if is_ce { n * classes } else { 0 });
         let pass = Pass {
             stages,
             views,
@@ -517,7 +519,8 @@ impl Sequential {
             rows: Shared::new(at_least(rows, if is_ce { n } else { 0 })?),
             losses: Shared::new(at_least(losses, if is_ce { n } else { 0 })?),
             unit: Shared::new(at_least(unit, if is_ce { n * classes } else { 0 })?),
-            scratch: Shared::new(at_least(scratch, if is_ce { n * classes + 3 * n } else { 0 })?),
+            softmax: Shared::new(softmax),
+            stats: Shared::new(stats),
             partials: if parts > 1 { Some((Shared::new(at_least(partials, blocks * per_block)?), per_block)) } else { None },
             general: AtomicBool::new(false),
         };

@@ -115,10 +115,10 @@ pub(crate) fn rows_total<T: Float>(rows: &[T]) -> f64 {
 }
 
 /// [`cross_entropy_rows_fast`] for any row width and float type, with scratch `e` (n·c) and
-/// `stats` (3·n): the softmax's parts, then each row's loss in float64 into `losses` (and rounded
-/// into `rows`); returns their sum, added in row order.
+/// `stats` (3·n): the softmax's parts, then each row's loss in float64 (rounded into `rows`, and
+/// into `losses` if given); returns their sum, added in row order.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn cross_entropy_rows_general<T: Float>(x: &[T], c: usize, tv: &[i64], ignore: i64, eps: f64, rows: &mut [T], unit: Option<&mut [T]>, e: &mut [T], stats: &mut [T], losses: &mut [f64]) -> f64 {
+pub(crate) fn cross_entropy_rows_general<T: Float>(x: &[T], c: usize, tv: &[i64], ignore: i64, eps: f64, rows: &mut [T], unit: Option<&mut [T]>, e: &mut [T], stats: &mut [T], mut losses: Option<&mut [f64]>) -> f64 {
     let n = rows.len();
     let (maxes, rest) = stats.split_at_mut(n);
     let (sums, lse) = rest.split_at_mut(n);
@@ -140,6 +140,7 @@ pub(crate) fn cross_entropy_rows_general<T: Float>(x: &[T], c: usize, tv: &[i64]
             ur[t] = ur[t] - at_t;
         }
     }
+    let mut total = 0.0f64;
     for i in 0..n {
         let row = &x[i * c..(i + 1) * c];
         let t = tv[i];
@@ -155,9 +156,12 @@ pub(crate) fn cross_entropy_rows_general<T: Float>(x: &[T], c: usize, tv: &[i64]
             l
         };
         rows[i] = T::from_f64(loss);
-        losses[i] = loss;
+        if let Some(l) = losses.as_deref_mut() {
+            l[i] = loss;
+        }
+        total += loss;
     }
-    losses[..n].iter().fold(0.0, |total, &l| total + l)
+    total
 }
 
 /// The cross-entropy's gradient with respect to its logits (n×c) into `out`: each row's `unit`
@@ -273,12 +277,11 @@ impl Graph {
             let total = match cross_entropy_rows_fast(x, c, tv, opt.ignore_index, eps, &mut rows, unit.as_deref_mut()) {
                 Some(total) => total,
                 None => {
-                    let (mut e, mut stats, mut losses) = (self.alloc::<T>(n * c)?, self.alloc::<T>(3 * n)?, self.alloc::<f64>(n)?);
+                    let (mut e, mut stats) = (self.alloc::<T>(n * c)?, self.alloc::<T>(3 * n)?);
                     let (x, tv) = (self.data::<T>(logits)?, self.data_i64(target)?);
-                    let total = cross_entropy_rows_general(x, c, tv, opt.ignore_index, eps, &mut rows, unit.as_deref_mut(), &mut e, &mut stats, &mut losses);
+                    let total = cross_entropy_rows_general(x, c, tv, opt.ignore_index, eps, &mut rows, unit.as_deref_mut(), &mut e, &mut stats, None);
                     self.release_scratch(T::wrap(e));
                     self.release_scratch(T::wrap(stats));
-                    self.release_scratch(f64::wrap(losses));
                     total
                 }
             };
