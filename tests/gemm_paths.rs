@@ -3,7 +3,7 @@
 //! n = 1, sizes that leave partial tiles and several cache blocks) and alpha/beta; and our kernels
 //! against each other and across thread counts, where they must agree bit for bit.
 
-use bp::kernels::gemm::{sgemm, sgemm_act_grad, sgemm_layer, sgemm_on, SgemmPath};
+use bp::kernels::gemm::{linear_backward_fits, sgemm, sgemm_act_grad, sgemm_layer, sgemm_linear_backward, sgemm_on, SgemmPath};
 use bp::Activation;
 
 /// A small deterministic generator (xorshift), so the test needs no dependency.
@@ -214,6 +214,53 @@ fn an_activation_gradient_applied_as_sums_are_stored_equals_the_pass_after_the_p
     }
     if SgemmPath::best() == SgemmPath::Avx512 {
         assert!(took >= 12, "the small path took only {took} of the products");
+    }
+}
+
+#[test]
+fn a_narrow_layers_backward_in_one_pass_equals_its_products_apart() {
+    // dw = gᵀ·a over one k block of rows and gin = (g·w) ⊙ act'(a) in one pass must give the bits
+    // of the two products (and of the activation's backward after the second), with a's special
+    // values among the rows; where the kernel does not take a layer (too wide, more rows than one
+    // k block, no AVX-512) it says so and writes nothing.
+    let mut rng = Rng(13);
+    let grad = |act: Option<Activation>, gv: f32, y: f32| match act {
+        None => gv,
+        Some(Activation::Relu) => gv * if y > 0.0 { 1.0 } else { 0.0 },
+        Some(Activation::Sigmoid) => gv * (y * (-y + 1.0)),
+        Some(Activation::Tanh) => gv * (-(y * y) + 1.0),
+    };
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    let mut took = 0;
+    for nout in [1, 2, 3, 5, 8, 12, 13] {
+        for nin in [1, 3, 8, 13, 16, 17] {
+            for m in [0, 1, 7, 256, 257] {
+                for act in [None, Some(Activation::Relu), Some(Activation::Sigmoid), Some(Activation::Tanh)] {
+                    let (g, w) = (rng.vec(m * nout), rng.vec(nout * nin));
+                    let mut a = rng.vec(m * nin);
+                    for (i, v) in [0.0, -0.0, 1.0, f32::NAN, f32::INFINITY, -1.0].into_iter().enumerate().take(m * nin) {
+                        a[i] = v;
+                    }
+                    let (mut dw, mut gin) = (vec![f32::NAN; nout * nin], vec![f32::NAN; m * nin]);
+                    if !sgemm_linear_backward(m, nin, nout, &g, &a, &w, act, &mut dw, &mut gin) {
+                        assert!(!linear_backward_fits(nin, nout) || m > 256, "{m} rows, {nout}x{nin}: declined a layer it fits");
+                        assert!(dw.iter().chain(&gin).all(|v| v.is_nan()), "{m} rows, {nout}x{nin}: declined but wrote");
+                        continue;
+                    }
+                    took += 1;
+                    let mut want_dw = vec![0.0; nout * nin];
+                    sgemm(nout, m, nin, 1.0, &g, 1, nout as isize, &a, nin as isize, 1, 0.0, &mut want_dw, nin as isize, 1);
+                    assert_eq!(bits(&dw), bits(&want_dw), "dw, {m} rows, {nout}x{nin}, {act:?}");
+                    let mut product = vec![0.0; m * nin];
+                    sgemm(m, nout, nin, 1.0, &g, nout as isize, 1, &w, nin as isize, 1, 0.0, &mut product, nin as isize, 1);
+                    let want_gin: Vec<f32> = product.iter().zip(&a).map(|(&gv, &y)| grad(act, gv, y)).collect();
+                    assert_eq!(bits(&gin), bits(&want_gin), "gin, {m} rows, {nout}x{nin}, {act:?}");
+                }
+            }
+        }
+    }
+    if SgemmPath::best() == SgemmPath::Avx512 {
+        assert_eq!(took, 6 * 5 * 4 * 4, "the kernel took {took} layers");
     }
 }
 

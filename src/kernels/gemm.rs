@@ -184,6 +184,45 @@ pub fn sgemm_act_grad(
     false
 }
 
+/// Whether [`sgemm_linear_backward`] takes a layer of `nin` inputs and `nout` outputs on this CPU.
+pub fn linear_backward_fits(nin: usize, nout: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if SgemmPath::best() == SgemmPath::Avx512 {
+        return (1..=super::gemm_small::BACKWARD_MAX_OUT).contains(&nout) && (1..=16).contains(&nin);
+    }
+    let _ = (nin, nout);
+    false
+}
+
+/// A narrow linear layer's backward over a block of m ≤ 256 rows (one k block of the products) in
+/// one pass: its weight's gradient dw = gᵀ·a (nout×nin, stored over dw) and its input's gradient
+/// gin = (g·w) ⊙ act'(a) (m×nin), a being the layer's input and, with `act`, that activation's
+/// output; from g (m×nout) and the weight w (nout×nin), all contiguous and row-major. The results
+/// are those of `sgemm(nout, m, nin, 1, g read transposed, a, 0, dw)` and of `sgemm_act_grad` (or,
+/// without `act`, of the plain product g·w), bit for bit. Returns false, having done nothing,
+/// unless [`linear_backward_fits`] says it takes the layer.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_linear_backward(m: usize, nin: usize, nout: usize, g: &[f32], a: &[f32], w: &[f32], act: Option<Activation>, dw: &mut [f32], gin: &mut [f32]) -> bool {
+    assert!(
+        g.len() == m * nout && a.len() == m * nin && w.len() == nout * nin && dw.len() == nout * nin && gin.len() == m * nin,
+        "gemm: a layer's backward takes g m·nout, a and gin m·nin, w and dw nout·nin values"
+    );
+    if !linear_backward_fits(nin, nout) || m > k_step(m) {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let _flush = super::denormals::FlushGuard::new();
+        // SAFETY: the path is AVX-512 (F and VL, SgemmPath::available) and the widths are in
+        // range (linear_backward_fits); the lengths were asserted; dw and gin are borrowed mutably,
+        // so they overlap nothing.
+        unsafe { super::gemm_small::linear_backward(m, nin, nout, g.as_ptr(), a.as_ptr(), w.as_ptr(), act, dw.as_mut_ptr(), gin.as_mut_ptr()) };
+        return true;
+    }
+    #[allow(unreachable_code)]
+    false
+}
+
 /// The checked views of a product into a contiguous m×n C (C.len() = m·n, checked by the caller)
 /// for the small path's layer and gradient kernels, when they can run: the CPU's best path is
 /// AVX-512 (F and VL) and m, n, k > 0. C is borrowed mutably, so it overlaps neither A nor B.

@@ -189,6 +189,79 @@ pub(super) unsafe fn sgemm_grad(m: usize, k: usize, n: usize, v: Views, y: *cons
     }
 }
 
+/// The widest output a narrow layer's one-pass backward ([`linear_backward`]) takes: its weight's
+/// rows and the weight gradient's sums, one vector per output, stay in registers beside the row's
+/// loads (2 · 12 + 5 of 32).
+pub(super) const BACKWARD_MAX_OUT: usize = 12;
+
+/// A narrow linear layer's backward over a block of m rows, in one pass over them: the weight's
+/// gradient dw = gᵀ·a (nout×nin, summed from zero over the rows in order, as one k block of the
+/// other kernels) and the input's gradient gin = (g·w) ⊙ act'(a), the derivative of the activation
+/// whose output is the layer's input a (or none), with the arithmetic of [`sgemm_grad`]'s stores.
+/// Both products broadcast the same elements of g, and the weight gradient's chains (one
+/// multiply-add per row, each waiting on the row before) leave the multiply-add ports room for the
+/// input gradient's: apart, gᵀ·a waited on those chains (dW3 of the seed network, 3×8 over 500
+/// rows) or on its loads. Every element is the chain of fused multiply-adds of the products apart,
+/// so results do not change.
+///
+/// # Safety
+/// The CPU has AVX-512F and AVX-512VL; g holds m·nout floats, a and gin m·nin, w and dw nout·nin
+/// (each contiguous, row-major); 1 ≤ nout ≤ [`BACKWARD_MAX_OUT`] and 1 ≤ nin ≤ 16; gin and dw
+/// overlap nothing else.
+#[target_feature(enable = "avx512f,avx512vl")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn linear_backward(m: usize, nin: usize, nout: usize, g: *const f32, a: *const f32, w: *const f32, act: Option<Activation>, dw: *mut f32, gin: *mut f32) {
+    macro_rules! by_width {
+        ($($n:literal)*) => {
+            match nout {
+                $($n => linear_backward_as::<$n>(m, nin, g, a, w, act, dw, gin),)*
+                _ => unreachable!("the caller bounds nout by BACKWARD_MAX_OUT"),
+            }
+        };
+    }
+    by_width!(1 2 3 4 5 6 7 8 9 10 11 12)
+}
+
+/// [`linear_backward`] for NOUT outputs, the activation's derivative chosen once.
+#[target_feature(enable = "avx512f,avx512vl")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn linear_backward_as<const NOUT: usize>(m: usize, nin: usize, g: *const f32, a: *const f32, w: *const f32, act: Option<Activation>, dw: *mut f32, gin: *mut f32) {
+    let one = _mm512_set1_ps(1.0);
+    // The formulas of the GRAD stores in `Group::run`, rounded step by step.
+    match act {
+        None => linear_backward_rows::<NOUT>(m, nin, g, a, w, dw, gin, |acc, _| acc),
+        Some(Activation::Relu) => linear_backward_rows::<NOUT>(m, nin, g, a, w, dw, gin, |acc, y| {
+            _mm512_mul_ps(acc, _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, _mm512_setzero_ps()), one))
+        }),
+        Some(Activation::Sigmoid) => linear_backward_rows::<NOUT>(m, nin, g, a, w, dw, gin, |acc, y| _mm512_mul_ps(acc, _mm512_mul_ps(y, _mm512_sub_ps(one, y)))),
+        Some(Activation::Tanh) => linear_backward_rows::<NOUT>(m, nin, g, a, w, dw, gin, |acc, y| _mm512_mul_ps(acc, _mm512_sub_ps(one, _mm512_mul_ps(y, y)))),
+    }
+}
+
+/// The rows of [`linear_backward`], `scale` applying the derivative to a row's input gradient
+/// from that row of a.
+#[target_feature(enable = "avx512f,avx512vl")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn linear_backward_rows<const NOUT: usize>(m: usize, nin: usize, g: *const f32, a: *const f32, w: *const f32, dw: *mut f32, gin: *mut f32, scale: impl Fn(__m512, __m512) -> __m512) {
+    let mask = lane_mask(nin);
+    let wv: [__m512; NOUT] = std::array::from_fn(|j| load_narrow(w.add(j * nin), nin, mask));
+    let mut sums = [_mm512_setzero_ps(); NOUT];
+    for i in 0..m {
+        let row = load_narrow(a.add(i * nin), nin, mask);
+        let mut acc = _mm512_setzero_ps();
+        for j in 0..NOUT {
+            let gij = _mm512_set1_ps(*g.add(i * NOUT + j));
+            sums[j] = _mm512_fmadd_ps(gij, row, sums[j]);
+            acc = _mm512_fmadd_ps(gij, wv[j], acc);
+        }
+        store_narrow(gin.add(i * nin), nin, mask, scale(acc, row));
+    }
+    for (j, &sum) in sums.iter().enumerate() {
+        store_narrow(dw.add(j * nin), nin, mask, sum);
+    }
+}
+
 /// C = alpha·A·B + beta·C on the small path, if it suits the product; returns false, having done
 /// nothing, if not.
 ///

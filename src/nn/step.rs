@@ -16,7 +16,7 @@ use crate::dtype::{Block, Buf, DType};
 use crate::error::{bail, err, Result};
 use crate::graph::{Graph, Tensor};
 use crate::kernels::denormals::{FlushGuard, FLUSH_MIN_ELEMENTS};
-use crate::kernels::gemm::{k_step, sgemm_act_grad, SgemmPath, PARALLEL_MIN_MACS};
+use crate::kernels::gemm::{k_step, linear_backward_fits, sgemm_act_grad, sgemm_linear_backward, SgemmPath, PARALLEL_MIN_MACS};
 use crate::kernels::threads::{self, kernel_threads, Shared};
 use crate::kernels::math::Activation;
 use crate::kernels::simd::vectorised;
@@ -74,6 +74,10 @@ struct Stage {
     wprefix: usize,
     /// The buffer of [`StepState::grads`] that holds the gradient of the stage's output.
     gout: usize,
+    /// Whether the backward takes the weight's and the input's gradients of this Linear in one
+    /// pass over each k block of rows (`sgemm_linear_backward`, for narrow layers), the weight's
+    /// into `partials` as a split step does.
+    fused: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -113,7 +117,8 @@ pub(crate) struct StepState {
     /// The general cross-entropy's softmax and row statistics; a bias gradient to add into a flat
     /// `.grad`.
     scratch: Block<f32>,
-    /// A split step's weight gradients, one set per k block (see [`split_parts`]).
+    /// The weight gradients of each k block, for a split step (see [`split_parts`]) or a stage
+    /// whose backward is fused.
     partials: Block<f32>,
     /// The operands of each stage and the gradient buffers as raw views, for the parts of a split
     /// step (refilled every step; only their capacity is kept).
@@ -206,8 +211,12 @@ struct Pass<'a> {
     /// row).
     softmax: Shared<f32>,
     stats: Shared<f32>,
-    /// With a split: the k blocks' weight gradients, and how many floats one block's take.
+    /// With a split or a fused stage: the k blocks' weight gradients, and how many floats one
+    /// block's take.
     partials: Option<(Shared<f32>, usize)>,
+    /// Whether the step is split over threads (every trained weight's gradient then goes to
+    /// `partials`, not only a fused stage's).
+    split: bool,
     /// Whether a part took the general cross-entropy (the vectorised kernel does not apply).
     general: AtomicBool,
 }
@@ -296,7 +305,21 @@ impl Pass<'_> {
             scaled = false;
             let StageOp::Linear { .. } = s.op else { continue }; // an activation alone: its input's gradient is gout
             let (gout, a) = (&*gout, self.input(i, &r));
-            if let Some((partials, per_block)) = self.partials.filter(|_| s.trains_w) {
+            if let Some((partials, per_block)) = self.partials.filter(|_| s.fused) {
+                // Block by block, the weight's gradient and the input's, times the derivative of
+                // the activation before this layer (whose output is a), in one pass.
+                let (w, gin, act) = (v.w.all().unwrap_or_default(), self.grads[i].rows(&r, nin), self.stages[i - 1].activation());
+                let step = k_step(n);
+                for b in r.start / step..r.end.div_ceil(step) {
+                    let (lo, hi) = (b * step - r.start, ((b + 1) * step).min(r.end) - r.start);
+                    let c = &mut partials.rows(&(b..b + 1), per_block)[s.wprefix..s.wprefix + nout * nin];
+                    let done = sgemm_linear_backward(hi - lo, nin, nout, &gout[lo * nout..hi * nout], &a[lo * nin..hi * nin], w, act, c, &mut gin[lo * nin..hi * nin]);
+                    debug_assert!(done, "plan() fuses only layers the kernel takes");
+                }
+                scaled = act.is_some();
+                continue;
+            }
+            if let Some((partials, per_block)) = self.partials.filter(|_| s.trains_w && self.split) {
                 // Each k block's weight gradient (one block of k, so summed from zero).
                 let step = k_step(n);
                 for b in r.start / step..r.end.div_ceil(step) {
@@ -452,7 +475,7 @@ impl Sequential {
                 StageOp::Linear { w, .. } => g.requires_grad(w)?,
                 StageOp::Map(_) => false,
             };
-            stages.push(Stage { op, nin: width, nout, upstream, trains_w, wprefix: 0, gout: 0 });
+            stages.push(Stage { op, nin: width, nout, upstream, trains_w, wprefix: 0, gout: 0, fused: false });
             width = nout;
         }
         if !upstream {
@@ -466,6 +489,7 @@ impl Sequential {
             stages[i].gout = cur;
             if matches!(stages[i].op, StageOp::Linear { .. }) && i > 0 && stages[i - 1].upstream {
                 cur = i;
+                stages[i].fused = stages[i].trains_w && linear_backward_fits(stages[i].nin, stages[i].nout);
             }
         }
         let mut prefix = 0;
@@ -489,6 +513,7 @@ impl Sequential {
         let blocks = n.div_ceil(step);
         let per_block = stages.iter().filter(|s| s.trains_w).map(|s| s.nin * s.nout).sum::<usize>();
         let is_ce = matches!(loss, Checked::CrossEntropy(..));
+        let fused = stages.iter().any(|s| s.fused);
 
         // The buffers, grown to this batch, and their views.
         views.clear();
@@ -521,7 +546,8 @@ impl Sequential {
             unit: Shared::new(at_least(unit, if is_ce { n * classes } else { 0 })?),
             softmax: Shared::new(softmax),
             stats: Shared::new(stats),
-            partials: if parts > 1 { Some((Shared::new(at_least(partials, blocks * per_block)?), per_block)) } else { None },
+            partials: if parts > 1 || fused { Some((Shared::new(at_least(partials, blocks * per_block)?), per_block)) } else { None },
+            split: parts > 1,
             general: AtomicBool::new(false),
         };
         if parts > 1 {
@@ -565,8 +591,12 @@ impl Sequential {
             let gout = &grads[s.gout][..n * nout];
             if s.trains_w {
                 write_grad(g, w, |g, c, beta| {
-                    if parts > 1 {
-                        // As a product's store adds each block into C (beta 0 then 1).
+                    if parts > 1 || s.fused {
+                        // As a product's store adds each block into C (beta 0 then 1); a product
+                        // over no rows stores zeros.
+                        if blocks == 0 && beta == 0.0 {
+                            c.fill(0.0);
+                        }
                         for (blk, p) in partials.chunks_exact(per_block).take(blocks).enumerate() {
                             let p = &p[s.wprefix..s.wprefix + nout * nin];
                             if blk == 0 && beta == 0.0 {
@@ -637,7 +667,7 @@ mod tests {
 
     fn linear(nin: usize, nout: usize) -> Stage {
         let w = Tensor { graph: 1, index: 0, generation: 0 };
-        Stage { op: StageOp::Linear { w, b: None, act: None }, nin, nout, upstream: true, trains_w: true, wprefix: 0, gout: 0 }
+        Stage { op: StageOp::Linear { w, b: None, act: None }, nin, nout, upstream: true, trains_w: true, wprefix: 0, gout: 0, fused: false }
     }
 
     #[test]
