@@ -244,21 +244,34 @@ unsafe fn linear_backward_as<const NOUT: usize>(m: usize, nin: usize, g: *const 
 #[inline]
 #[allow(clippy::too_many_arguments)]
 unsafe fn linear_backward_rows<const NOUT: usize>(m: usize, nin: usize, g: *const f32, a: *const f32, w: *const f32, dw: *mut f32, gin: *mut f32, scale: impl Fn(__m512, __m512) -> __m512) {
+    // The loads' and stores' width (16, 32 or 64 bytes) fixed outside the loop.
+    match nin {
+        ..=4 => linear_backward_width::<NOUT, 4>(m, nin, g, a, w, dw, gin, scale),
+        5..=8 => linear_backward_width::<NOUT, 8>(m, nin, g, a, w, dw, gin, scale),
+        _ => linear_backward_width::<NOUT, 16>(m, nin, g, a, w, dw, gin, scale),
+    }
+}
+
+/// [`linear_backward_rows`] with rows of at most `WIDTH` (4, 8 or 16) inputs.
+#[target_feature(enable = "avx512f,avx512vl")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn linear_backward_width<const NOUT: usize, const WIDTH: usize>(m: usize, nin: usize, g: *const f32, a: *const f32, w: *const f32, dw: *mut f32, gin: *mut f32, scale: impl Fn(__m512, __m512) -> __m512) {
     let mask = lane_mask(nin);
-    let wv: [__m512; NOUT] = std::array::from_fn(|j| load_narrow(w.add(j * nin), nin, mask));
+    let wv: [__m512; NOUT] = std::array::from_fn(|j| load_narrow(w.add(j * nin), WIDTH, mask));
     let mut sums = [_mm512_setzero_ps(); NOUT];
     for i in 0..m {
-        let row = load_narrow(a.add(i * nin), nin, mask);
+        let row = load_narrow(a.add(i * nin), WIDTH, mask);
         let mut acc = _mm512_setzero_ps();
         for j in 0..NOUT {
             let gij = _mm512_set1_ps(*g.add(i * NOUT + j));
-            sums[j] = _mm512_fmadd_ps(gij, row, sums[j]);
             acc = _mm512_fmadd_ps(gij, wv[j], acc);
+            sums[j] = _mm512_fmadd_ps(gij, row, sums[j]);
         }
-        store_narrow(gin.add(i * nin), nin, mask, scale(acc, row));
+        store_narrow(gin.add(i * nin), WIDTH, mask, scale(acc, row));
     }
     for (j, &sum) in sums.iter().enumerate() {
-        store_narrow(dw.add(j * nin), nin, mask, sum);
+        store_narrow(dw.add(j * nin), WIDTH, mask, sum);
     }
 }
 
