@@ -207,11 +207,8 @@ pub fn sgemm_linear_backward(m: usize, nin: usize, nout: usize, g: &[f32], a: &[
         g.len() == m * nout && a.len() == m * nin && w.len() == nout * nin && dw.len() == nout * nin && gin.len() == m * nin,
         "gemm: a layer's backward takes g m·nout, a and gin m·nin, w and dw nout·nin values"
     );
-    if !linear_backward_fits(nin, nout) || m > k_step(m) {
-        return false;
-    }
     #[cfg(target_arch = "x86_64")]
-    {
+    if linear_backward_fits(nin, nout) && m <= k_step(m) {
         let _flush = super::denormals::FlushGuard::new();
         // SAFETY: the path is AVX-512 (F and VL, SgemmPath::available) and the widths are in
         // range (linear_backward_fits); the lengths were asserted; dw and gin are borrowed mutably,
@@ -219,7 +216,6 @@ pub fn sgemm_linear_backward(m: usize, nin: usize, nout: usize, g: &[f32], a: &[
         unsafe { super::gemm_small::linear_backward(m, nin, nout, g.as_ptr(), a.as_ptr(), w.as_ptr(), act, dw.as_mut_ptr(), gin.as_mut_ptr()) };
         return true;
     }
-    #[allow(unreachable_code)]
     false
 }
 

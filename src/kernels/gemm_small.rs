@@ -15,6 +15,10 @@
 //!   row of 13 floats is one load). Partial tiles are split into smaller full tiles (13 = 12 + 1),
 //!   so nothing past A's last row is ever read.
 //!
+//! - **A narrow layer's backward in one pass** ([`linear_backward`]): a compiled training step's
+//!   weight gradient gᵀ·a and input gradient g·W of one Linear layer of at most 12 outputs and 16
+//!   inputs, over a k block of rows, broadcasting each element of g once for both.
+//!
 //! A product may run transposed (Cᵀ = Bᵀ·Aᵀ) when that puts more of the output into vector lanes or
 //! lets one of the kernels apply: `gᵀ·x` with g 500×13 and x 500×20 runs as 20 rows of one 13-lane
 //! vector, not 13 rows of a 32-lane pair of which 12 lanes would be idle. When B's rows are not

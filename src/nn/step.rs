@@ -222,6 +222,13 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
+    /// The k blocks of the batch in rows r (whole blocks, see [`split_parts`]): each block's index
+    /// and its rows, counted from r's first.
+    fn blocks(&self, r: &Range<usize>) -> impl Iterator<Item = (usize, (usize, usize))> {
+        let (step, r) = (k_step(self.n), r.clone());
+        (r.start / step..r.end.div_ceil(step)).map(move |b| (b, (b * step - r.start, ((b + 1) * step).min(r.end) - r.start)))
+    }
+
     /// The input of stage i over rows r: x, or the output of the stage before.
     ///
     /// # Safety
@@ -309,9 +316,7 @@ impl Pass<'_> {
                 // Block by block, the weight's gradient and the input's, times the derivative of
                 // the activation before this layer (whose output is a), in one pass.
                 let (w, gin, act) = (v.w.all().unwrap_or_default(), self.grads[i].rows(&r, nin), self.stages[i - 1].activation());
-                let step = k_step(n);
-                for b in r.start / step..r.end.div_ceil(step) {
-                    let (lo, hi) = (b * step - r.start, ((b + 1) * step).min(r.end) - r.start);
+                for (b, (lo, hi)) in self.blocks(&r) {
                     let c = &mut partials.rows(&(b..b + 1), per_block)[s.wprefix..s.wprefix + nout * nin];
                     let done = sgemm_linear_backward(hi - lo, nin, nout, &gout[lo * nout..hi * nout], &a[lo * nin..hi * nin], w, act, c, &mut gin[lo * nin..hi * nin]);
                     debug_assert!(done, "plan() fuses only layers the kernel takes");
@@ -321,9 +326,7 @@ impl Pass<'_> {
             }
             if let Some((partials, per_block)) = self.partials.filter(|_| s.trains_w && self.split) {
                 // Each k block's weight gradient (one block of k, so summed from zero).
-                let step = k_step(n);
-                for b in r.start / step..r.end.div_ceil(step) {
-                    let (lo, hi) = (b * step - r.start, ((b + 1) * step).min(r.end) - r.start);
+                for (b, (lo, hi)) in self.blocks(&r) {
                     let c = &mut partials.rows(&(b..b + 1), per_block)[s.wprefix..s.wprefix + nout * nin];
                     f32::gemm(nout, hi - lo, nin, 1.0, &gout[lo * nout..hi * nout], 1, nout as isize, &a[lo * nin..hi * nin], nin as isize, 1, 0.0, c, nin as isize, 1);
                 }
