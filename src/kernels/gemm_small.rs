@@ -230,15 +230,28 @@ pub(super) unsafe fn linear_backward(m: usize, nin: usize, nout: usize, g: *cons
 #[target_feature(enable = "avx512f,avx512vl")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn linear_backward_as<const NOUT: usize>(m: usize, nin: usize, g: *const f32, a: *const f32, w: *const f32, act: Option<Activation>, dw: *mut f32, gin: *mut f32) {
-    let one = _mm512_set1_ps(1.0);
-    // The formulas of the GRAD stores in `Group::run`, rounded step by step.
     match act {
         None => linear_backward_rows::<NOUT>(m, nin, g, a, w, dw, gin, |acc, _| acc),
-        Some(Activation::Relu) => linear_backward_rows::<NOUT>(m, nin, g, a, w, dw, gin, |acc, y| {
-            _mm512_mul_ps(acc, _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, _mm512_setzero_ps()), one))
-        }),
-        Some(Activation::Sigmoid) => linear_backward_rows::<NOUT>(m, nin, g, a, w, dw, gin, |acc, y| _mm512_mul_ps(acc, _mm512_mul_ps(y, _mm512_sub_ps(one, y)))),
-        Some(Activation::Tanh) => linear_backward_rows::<NOUT>(m, nin, g, a, w, dw, gin, |acc, y| _mm512_mul_ps(acc, _mm512_sub_ps(one, _mm512_mul_ps(y, y)))),
+        Some(Activation::Relu) => linear_backward_rows::<NOUT>(m, nin, g, a, w, dw, gin, |acc, y| times_derivative(Activation::Relu, acc, y)),
+        Some(Activation::Sigmoid) => linear_backward_rows::<NOUT>(m, nin, g, a, w, dw, gin, |acc, y| times_derivative(Activation::Sigmoid, acc, y)),
+        Some(Activation::Tanh) => linear_backward_rows::<NOUT>(m, nin, g, a, w, dw, gin, |acc, y| times_derivative(Activation::Tanh, acc, y)),
+    }
+}
+
+/// A gradient g times the derivative of `act` at its output y, with the backward's formulas
+/// rounded step by step (1 − v is −v + 1 exactly): g·(y > 0 ? 1 : 0), g·(y·(1 − y)), g·(1 − y²).
+/// The kernels that apply a derivative as they store (the GRAD stores, [`linear_backward`]) all
+/// take it from here; called with a constant `act`, the match folds away.
+///
+/// # Safety
+/// The CPU has AVX-512F (only called from kernels that enable it, into which it inlines).
+#[inline(always)]
+unsafe fn times_derivative(act: Activation, g: __m512, y: __m512) -> __m512 {
+    let one = _mm512_set1_ps(1.0);
+    match act {
+        Activation::Relu => _mm512_mul_ps(g, _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, _mm512_setzero_ps()), one)),
+        Activation::Sigmoid => _mm512_mul_ps(g, _mm512_mul_ps(y, _mm512_sub_ps(one, y))),
+        Activation::Tanh => _mm512_mul_ps(g, _mm512_sub_ps(one, _mm512_mul_ps(y, y))),
     }
 }
 
@@ -642,28 +655,19 @@ impl Group {
             }
         }
         if EPI == GRAD {
-            // The backward's formulas, rounded step by step (1 − v is −v + 1 exactly); the
-            // activation is chosen once for the group, outside the per-row code.
-            let one = _mm512_set1_ps(1.0);
+            // The activation is chosen once for the group, outside the per-row code.
             let y = |r: usize| load_narrow(y_rows[r], cols, mask);
+            macro_rules! scale_rows {
+                ($act:expr) => {
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        *a = times_derivative($act, *a, y(r));
+                    }
+                };
+            }
             match act {
-                Activation::Relu => {
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        *a = _mm512_mul_ps(*a, _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(y(r), _mm512_setzero_ps()), one));
-                    }
-                }
-                Activation::Sigmoid => {
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        let y = y(r);
-                        *a = _mm512_mul_ps(*a, _mm512_mul_ps(y, _mm512_sub_ps(one, y)));
-                    }
-                }
-                Activation::Tanh => {
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        let y = y(r);
-                        *a = _mm512_mul_ps(*a, _mm512_sub_ps(one, _mm512_mul_ps(y, y)));
-                    }
-                }
+                Activation::Relu => scale_rows!(Activation::Relu),
+                Activation::Sigmoid => scale_rows!(Activation::Sigmoid),
+                Activation::Tanh => scale_rows!(Activation::Tanh),
             }
         }
         if vector_c {
